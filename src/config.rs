@@ -1,0 +1,1 @@
+//! Experiment files (YAML): typed schema, validation before any work starts.

@@ -1,0 +1,6 @@
+//! Data sets: MNIST IDX files (paper §4.2), the P1/P2 split of Table 3, and image folders (§3, AlexNet).
+
+pub mod mnist;
+pub mod split;
+
+pub use mnist::{Mnist, Split};

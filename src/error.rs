@@ -1,0 +1,65 @@
+//! Library errors: each names the file, field or shape involved and, where there is one, the fix.
+
+use std::path::PathBuf;
+
+/// The library's error type. `main` maps it to a message and a non-zero exit.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {msg}")]
+    Format { path: PathBuf, msg: String },
+    #[error("checksum mismatch for {path}: expected {expected}, found {found}. {hint}")]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        found: String,
+        hint: String,
+    },
+    #[error("configuration error in {file}: field `{field}`: {msg}")]
+    Config {
+        file: String,
+        field: String,
+        msg: String,
+    },
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    #[error("device error: {0}")]
+    Device(String),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error("numerical problem: {0}")]
+    Numeric(String),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+    pub fn config(file: impl Into<String>, field: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Config {
+            file: file.into(),
+            field: field.into(),
+            msg: msg.into(),
+        }
+    }
+}

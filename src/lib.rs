@@ -1,0 +1,33 @@
+//! # blindspot
+//!
+//! Reproduces every experiment of Szegedy et al., *Intriguing properties of neural networks* (ICLR 2014),
+//! and turns them into tools for researchers' own models. Paper section ↔ module:
+//!
+//! | paper | module |
+//! |---|---|
+//! | §4.2 data (MNIST, P1/P2 split of Table 3) | [`data`] |
+//! | §4.2 the MNIST model zoo (Tables 1, 3), TorchScript models (AlexNet) | [`models`] |
+//! | "trained with L-BFGS until convergence"; the attack's box-constrained L-BFGS | [`optim`] (one batched L-BFGS-B engine) |
+//! | training with weight decay λ·Σw²/k | [`train`] |
+//! | §4.1 the attack, §4.2 Tables 1–4, Fig 7 | [`attack`] |
+//! | §3 units vs random directions, Figs 1–4 | [`units`] |
+//! | §4.3 spectral analysis, Table 5 | [`spectral`] |
+//! | tables and figures beside the paper's values | [`report`] |
+//! | YAML experiments, resumable stages | [`config`], [`experiments`] |
+
+pub mod attack;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod experiments;
+pub mod io;
+pub mod models;
+pub mod optim;
+pub mod progress;
+pub mod report;
+pub mod spectral;
+pub mod train;
+pub mod units;
+
+pub use error::{Error, Result};

@@ -1,0 +1,58 @@
+//! The `Classifier` interface that attacks, units and transfer use: the MNIST zoo and TorchScript models
+//! (AlexNet etc.) both implement it, so every analysis of the paper runs on either.
+
+use crate::Result;
+use tch::{Device, Tensor};
+
+/// A differentiable image classifier with named intermediate layers.
+pub trait Classifier {
+    /// A short name for reports (e.g. `N100-100-10`).
+    fn name(&self) -> &str;
+    /// Shape of one input example, without the batch dimension (e.g. `[1, 28, 28]`, `[3, 224, 224]`).
+    fn input_shape(&self) -> Vec<i64>;
+    /// Number of output classes.
+    fn num_classes(&self) -> i64;
+    /// The box the inputs live in, `(lower, upper)`, e.g. `(0.0, 1.0)`; normalisation happens inside.
+    fn input_bounds(&self) -> (f64, f64);
+    /// Device the model's parameters live on; inputs must be on it.
+    fn device(&self) -> Device;
+    /// Logits, differentiable w.r.t. `x`: `x` [B, ..input_shape] → [B, num_classes]. Eval mode (no dropout).
+    fn logits(&self, x: &Tensor) -> Result<Tensor>;
+    /// Names of the layers whose activations [`Classifier::layer`] returns, input side first.
+    fn layer_names(&self) -> Vec<String>;
+    /// Activations of layer `name`: `x` [B, ..input_shape] → [B, ...] (eval mode).
+    fn layer(&self, x: &Tensor, name: &str) -> Result<Tensor>;
+}
+
+/// Checks that `x` is a batch of this classifier's inputs: [B, ..input_shape].
+pub fn check_input(c: &dyn Classifier, x: &Tensor) -> Result<()> {
+    let want = c.input_shape();
+    let got = x.size();
+    if got.len() != want.len() + 1 || got[1..] != want[..] {
+        return Err(crate::Error::Shape(format!(
+            "model `{}` expects inputs [B, {}], got {:?}",
+            c.name(),
+            want.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+            got
+        )));
+    }
+    Ok(())
+}
+
+/// Predicted classes for a batch, computed in chunks of `batch` without gradients: `x` [N, ..] → [N] i64.
+pub fn predict(c: &dyn Classifier, x: &Tensor, batch: i64) -> Result<Tensor> {
+    let _g = tch::no_grad_guard();
+    let n = x.size()[0];
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let len = batch.min(n - i);
+        let xb = x.narrow(0, i, len).to_device(c.device());
+        out.push(c.logits(&xb)?.argmax(-1, false).to_device(Device::Cpu));
+        i += len;
+    }
+    if out.is_empty() {
+        return Ok(Tensor::zeros([0], (tch::Kind::Int64, Device::Cpu)));
+    }
+    Ok(Tensor::cat(&out, 0))
+}

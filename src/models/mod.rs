@@ -1,0 +1,7 @@
+//! Models: the `Classifier` interface, the paper's MNIST zoo (§4.2, Tables 1 and 3) and TorchScript models.
+
+pub mod classifier;
+pub mod torchscript;
+pub mod zoo;
+
+pub use classifier::Classifier;

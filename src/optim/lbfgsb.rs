@@ -1,0 +1,1 @@
+//! Batched L-BFGS-B (Byrd, Lu, Nocedal, Zhu 1995) over tensors [B, n].

@@ -1,0 +1,1 @@
+//! Line searches for the batched L-BFGS-B engine.

@@ -1,0 +1,1 @@
+//! Spectral analysis of instability (§4.3, Table 5): exact per-layer frame bounds.

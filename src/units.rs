@@ -1,0 +1,1 @@
+//! Units vs random directions (§3, Figs 1-4).
