@@ -1,1 +1,394 @@
-//! Experiment files (YAML): typed schema, validation before any work starts.
+//! Experiment files (YAML): the typed schema, parsed with unknown keys rejected and validated before any work
+//! starts. Errors name the file, the field path and the fix. The resolved configuration (defaults filled in)
+//! is written into the run folder.
+//!
+//! YAML crate: `serde_norway` — a maintained fork of the deprecated `serde_yaml` 0.9 with the same API and
+//! error messages that carry the field path and line (see README "Design choices").
+
+use crate::models::zoo::{presets, Architecture, Layer};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A whole experiment file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Run name: outputs go to `<runs_dir>/<name>/`.
+    pub name: String,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Where run folders are created (relative to the current directory).
+    #[serde(default = "default_runs_dir")]
+    pub runs_dir: PathBuf,
+    #[serde(default)]
+    pub data: DataConfig,
+    /// Models to train (each lands in `runs/<name>/models/<model name>/`).
+    #[serde(default)]
+    pub models: Vec<ModelSpec>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+fn default_runs_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Folder with the four MNIST IDX files; default: the vendored `assets/mnist`.
+    #[serde(default)]
+    pub mnist_dir: Option<PathBuf>,
+    /// Seed of the P1/P2 split (Table 3).
+    #[serde(default = "default_split_seed")]
+    pub split_seed: u64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            mnist_dir: None,
+            split_seed: default_split_seed(),
+        }
+    }
+}
+fn default_split_seed() -> u64 {
+    2014
+}
+
+impl DataConfig {
+    pub fn mnist_dir(&self) -> PathBuf {
+        self.mnist_dir
+            .clone()
+            .unwrap_or_else(crate::data::mnist::default_dir)
+    }
+}
+
+/// Which training examples a model sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainSet {
+    /// All 60,000 training images.
+    Train,
+    /// The first half of the seeded split (Table 3).
+    P1,
+    /// The second half.
+    P2,
+}
+
+/// Hidden-unit non-linearity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Sigmoid,
+    Relu,
+}
+
+impl Activation {
+    pub fn layer(self) -> Layer {
+        match self {
+            Activation::Sigmoid => Layer::Sigmoid,
+            Activation::Relu => Layer::Relu,
+        }
+    }
+}
+
+/// Architectures of the zoo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ArchSpec {
+    /// Linear softmax on the pixels (softmax1–3).
+    Softmax,
+    /// Fully connected: 784 → hidden… → 10.
+    Mlp {
+        hidden: Vec<i64>,
+        #[serde(default = "default_act")]
+        activation: Activation,
+    },
+    /// conv(kernel×kernel, channels) → ReLU → max-pool 2×2 → FC(hidden) → ReLU → dropout → FC(10).
+    Conv {
+        channels: i64,
+        kernel: i64,
+        hidden: i64,
+        dropout: f64,
+    },
+    /// Sparse sigmoid autoencoder (784 → code → 784) trained first, then a softmax on its frozen code.
+    Autoencoder {
+        code: i64,
+        /// Target mean activation ρ of the code units (KL sparsity penalty).
+        #[serde(default = "default_rho")]
+        sparsity: f64,
+        /// Weight β of the KL sparsity penalty.
+        #[serde(default = "default_beta")]
+        sparsity_weight: f64,
+        /// Weight decay λ of the autoencoder's two layers (λ·Σw²/k each).
+        #[serde(default = "default_ae_decay")]
+        weight_decay: f64,
+        /// Optimiser of the autoencoder stage.
+        pretrain: OptimizerSpec,
+    },
+}
+
+fn default_act() -> Activation {
+    Activation::Sigmoid
+}
+fn default_rho() -> f64 {
+    0.05
+}
+fn default_beta() -> f64 {
+    3.0
+}
+fn default_ae_decay() -> f64 {
+    1e-6
+}
+
+impl ArchSpec {
+    /// The classifier's architecture.
+    pub fn architecture(&self) -> Architecture {
+        match self {
+            ArchSpec::Softmax => presets::mlp(&[], Layer::Sigmoid),
+            ArchSpec::Mlp { hidden, activation } => presets::mlp(hidden, activation.layer()),
+            ArchSpec::Conv {
+                channels,
+                kernel,
+                hidden,
+                dropout,
+            } => presets::conv(*channels, *kernel, *hidden, *dropout),
+            ArchSpec::Autoencoder { code, .. } => presets::ae_classifier(*code),
+        }
+    }
+}
+
+/// Optimiser and its stopping rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerSpec {
+    /// Full-batch L-BFGS (the engine with B = 1, no bounds), strong-Wolfe line search, until convergence
+    /// (projected-gradient ≤ `pgtol`, relative reduction ≤ `factr`·eps) or `max_iter`.
+    Lbfgs {
+        #[serde(default = "default_max_iter")]
+        max_iter: usize,
+        #[serde(default = "default_history")]
+        history: usize,
+        #[serde(default = "default_pgtol")]
+        pgtol: f64,
+        #[serde(default = "default_factr")]
+        factr: f64,
+    },
+    /// Minibatch Adam with a cosine learning-rate decay to zero.
+    Adam {
+        lr: f64,
+        epochs: usize,
+        #[serde(default = "default_batch")]
+        batch_size: i64,
+    },
+}
+
+fn default_max_iter() -> usize {
+    1000
+}
+fn default_history() -> usize {
+    10
+}
+fn default_pgtol() -> f64 {
+    1e-5
+}
+fn default_factr() -> f64 {
+    1e7
+}
+fn default_batch() -> i64 {
+    128
+}
+
+/// One model of the zoo and how to train it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub name: String,
+    pub arch: ArchSpec,
+    /// λ per parameterised layer of the classifier (input side first), applied as λ·Σw²/k with k the
+    /// layer's units; biases are not decayed.
+    pub weight_decay: Vec<f64>,
+    #[serde(default = "default_train_on")]
+    pub train_on: TrainSet,
+    pub optimizer: OptimizerSpec,
+    /// Seed of the initialisation and minibatch order; default: the experiment's seed.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+fn default_train_on() -> TrainSet {
+    TrainSet::Train
+}
+
+impl ModelSpec {
+    /// Checks the spec; `field` is its path in the file, e.g. `models[2]`.
+    pub fn validate(&self, file: &str, field: &str) -> Result<()> {
+        let err = |f: &str, m: String| Err(Error::config(file, format!("{field}.{f}"), m));
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            return err("name", format!("`{}` cannot be a folder name", self.name));
+        }
+        let arch = self.arch.architecture();
+        if let Err(e) = arch.shapes() {
+            return err("arch", e.to_string());
+        }
+        let n = arch.num_param_layers();
+        if self.weight_decay.len() != n {
+            return err(
+                "weight_decay",
+                format!("{} values given, the architecture has {n} parameterised layers (give one λ per layer)", self.weight_decay.len()),
+            );
+        }
+        if let Some(l) = self
+            .weight_decay
+            .iter()
+            .find(|l| !(l.is_finite() && **l >= 0.0))
+        {
+            return err(
+                "weight_decay",
+                format!("{l} is not a finite non-negative number"),
+            );
+        }
+        match &self.arch {
+            ArchSpec::Mlp { hidden, .. } if hidden.iter().any(|h| *h < 1) => {
+                return err("arch.hidden", "sizes must be ≥ 1".into())
+            }
+            ArchSpec::Conv { dropout, .. } if !(0.0..1.0).contains(dropout) => {
+                return err("arch.dropout", "must be in [0, 1)".into())
+            }
+            ArchSpec::Autoencoder {
+                sparsity, pretrain, ..
+            } => {
+                if !(*sparsity > 0.0 && *sparsity < 1.0) {
+                    return err("arch.sparsity", "must be in (0, 1)".into());
+                }
+                validate_opt(pretrain, file, &format!("{field}.arch.pretrain"))?;
+            }
+            _ => {}
+        }
+        validate_opt(&self.optimizer, file, &format!("{field}.optimizer"))
+    }
+}
+
+fn validate_opt(o: &OptimizerSpec, file: &str, field: &str) -> Result<()> {
+    let err = |f: &str, m: &str| Err(Error::config(file, format!("{field}.{f}"), m));
+    match o {
+        OptimizerSpec::Lbfgs {
+            max_iter,
+            history,
+            pgtol,
+            factr,
+        } => {
+            if *max_iter == 0 {
+                return err("max_iter", "must be ≥ 1");
+            }
+            if *history == 0 {
+                return err("history", "must be ≥ 1");
+            }
+            if pgtol.is_nan() || factr.is_nan() || *pgtol < 0.0 || *factr < 0.0 {
+                return err("pgtol", "pgtol and factr must be ≥ 0");
+            }
+        }
+        OptimizerSpec::Adam {
+            lr,
+            epochs,
+            batch_size,
+        } => {
+            if !(*lr > 0.0 && lr.is_finite()) {
+                return err("lr", "must be a positive number");
+            }
+            if *epochs == 0 {
+                return err("epochs", "must be ≥ 1");
+            }
+            if *batch_size < 1 {
+                return err("batch_size", "must be ≥ 1");
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Experiment {
+    /// Reads, parses (unknown keys are errors) and validates an experiment file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates YAML text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self> {
+        let exp: Experiment = serde_norway::from_str(text).map_err(|e| {
+            let loc = e
+                .location()
+                .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
+                .unwrap_or_default();
+            let msg = e.to_string();
+            let (field, msg) = match msg.split_once(": ") {
+                Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
+                _ => ("(document)".to_string(), msg),
+            };
+            Error::config(file, field, format!("{msg}{loc}"))
+        })?;
+        exp.validate(file)?;
+        Ok(exp)
+    }
+
+    pub fn validate(&self, file: &str) -> Result<()> {
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            return Err(Error::config(
+                file,
+                "name",
+                format!("`{}` cannot be a folder name", self.name),
+            ));
+        }
+        crate::device::parse_device(&self.device)
+            .map_err(|e| Error::config(file, "device", e.to_string()))?;
+        let dir = self.data.mnist_dir();
+        for stem in [
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ] {
+            if !dir.join(format!("{stem}.gz")).exists() && !dir.join(stem).exists() {
+                return Err(Error::config(
+                    file,
+                    "data.mnist_dir",
+                    format!(
+                        "{} has no {stem}(.gz); point it at a folder with the four MNIST IDX files",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            m.validate(file, &format!("models[{i}]"))?;
+            if !seen.insert(m.name.clone()) {
+                return Err(Error::config(
+                    file,
+                    format!("models[{i}].name"),
+                    format!("`{}` is used twice", m.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The model spec called `name`.
+    pub fn model(&self, name: &str) -> Option<&ModelSpec> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// The run folder.
+    pub fn run_dir(&self) -> PathBuf {
+        self.runs_dir.join(&self.name)
+    }
+}

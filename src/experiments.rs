@@ -1,1 +1,451 @@
-//! Running experiments: stages, resumption, sharding.
+//! Running experiment files: each stage reads its inputs from files and writes its outputs atomically into
+//! `runs/<experiment>/<stage>/`, finishing with a `.done.json` marker that records a fingerprint of its
+//! configuration and inputs. Re-running skips stages whose fingerprint is unchanged; an interrupted run
+//! redoes only unfinished stages; `--shard i/n` splits the model stages over machines (round robin).
+
+use crate::config::{Experiment, ModelSpec, TrainSet};
+use crate::data::mnist::{self, Mnist, Split};
+use crate::data::split::HalfSplit;
+use crate::models::zoo::ZooModel;
+use crate::report::paper;
+use crate::report::tables::{pct, Table};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Tensor};
+
+/// Bumped when a stage's outputs change meaning, so old results are recomputed.
+const STAGE_VERSION: u32 = 1;
+
+/// Marker written last into a finished stage's folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DoneMarker {
+    pub stage: String,
+    pub fingerprint: String,
+    pub seconds: f64,
+    pub finished_unix: u64,
+}
+
+/// SHA-256 of a JSON value (the fingerprint of a stage's configuration and inputs).
+pub fn fingerprint(v: &serde_json::Value) -> String {
+    format!("{:x}", Sha256::digest(v.to_string().as_bytes()))
+}
+
+/// The marker of `dir` if the stage finished with this fingerprint.
+pub fn is_done(dir: &Path, fp: &str) -> Option<DoneMarker> {
+    let m: DoneMarker = crate::io::read_json(&dir.join(".done.json")).ok()?;
+    (m.fingerprint == fp).then_some(m)
+}
+
+pub fn mark_done(dir: &Path, stage: &str, fp: &str, seconds: f64) -> Result<()> {
+    let finished_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    crate::io::write_json(
+        &dir.join(".done.json"),
+        &DoneMarker {
+            stage: stage.into(),
+            fingerprint: fp.into(),
+            seconds,
+            finished_unix,
+        },
+    )
+}
+
+/// MNIST train and test sets plus the P1/P2 split, with the checksums that fingerprint them.
+pub struct MnistData {
+    pub train: Mnist,
+    pub test: Mnist,
+    pub split: HalfSplit,
+    pub checksums: Vec<(String, String)>,
+    pub dir: PathBuf,
+}
+
+impl MnistData {
+    pub fn load(dir: &Path, split_seed: u64) -> Result<Self> {
+        let checksums = mnist::verify_checksums(dir)?;
+        let train = mnist::load(dir, Split::Train)?;
+        let test = mnist::load(dir, Split::Test)?;
+        let split = HalfSplit::new(train.len() as usize, split_seed);
+        Ok(MnistData {
+            train,
+            test,
+            split,
+            checksums,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The examples of a named set: `train`, `test`, `p1`, `p2`.
+    pub fn set(&self, name: &str) -> Result<Mnist> {
+        Ok(match name {
+            "train" => Mnist {
+                images: self.train.images.shallow_clone(),
+                labels: self.train.labels.shallow_clone(),
+            },
+            "test" => Mnist {
+                images: self.test.images.shallow_clone(),
+                labels: self.test.labels.shallow_clone(),
+            },
+            "p1" => self.train.select(&Tensor::from_slice(&self.split.p1)),
+            "p2" => self.train.select(&Tensor::from_slice(&self.split.p2)),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown data set `{other}`: use train, test, p1 or p2"
+                )))
+            }
+        })
+    }
+
+    pub fn train_set(&self, t: TrainSet) -> Result<Mnist> {
+        self.set(match t {
+            TrainSet::Train => "train",
+            TrainSet::P1 => "p1",
+            TrainSet::P2 => "p2",
+        })
+    }
+
+    fn fingerprint_json(&self) -> serde_json::Value {
+        serde_json::json!({ "mnist": self.checksums, "split_seed": self.split.seed })
+    }
+}
+
+/// Errors of a model on every MNIST set.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Errors {
+    pub train: f64,
+    pub test: f64,
+    pub p1: f64,
+    pub p2: f64,
+}
+
+/// Evaluates `model` on train, test, P1 and P2 (P1/P2 errors are read off the train predictions).
+pub fn evaluate_all(model: &ZooModel, data: &MnistData) -> Result<Errors> {
+    use crate::models::classifier::predict;
+    let pred_train = predict(model, &data.train.images, 10_000)?; // [60000]
+    let wrong = pred_train
+        .ne_tensor(&data.train.labels)
+        .to_kind(tch::Kind::Float); // [60000]
+    let frac = |idx: &[i64]| {
+        wrong
+            .index_select(0, &Tensor::from_slice(idx))
+            .mean(tch::Kind::Float)
+            .double_value(&[])
+    };
+    Ok(Errors {
+        train: wrong.mean(tch::Kind::Float).double_value(&[]),
+        test: crate::train::error_rate(model, &data.test.images, &data.test.labels)?,
+        p1: frac(&data.split.p1),
+        p2: frac(&data.split.p2),
+    })
+}
+
+/// Trains `spec` on `data`, evaluates it and saves it into `out` (model.json, weights.safetensors,
+/// train_log.csv). Returns the model and its errors.
+pub fn train_and_save(
+    spec: &ModelSpec,
+    data: &MnistData,
+    seed: u64,
+    device: Device,
+    out: &Path,
+) -> Result<(ZooModel, Errors)> {
+    let set = data.train_set(spec.train_on)?;
+    let x = set.images.to_device(device);
+    let y = set.labels.to_device(device);
+    log::info!(
+        "training {} on {:?} ({} images) on {:?}",
+        spec.name,
+        spec.train_on,
+        set.len(),
+        device
+    );
+    let start = Instant::now();
+    let (mut model, outcomes) = crate::train::train_model(spec, &x, &y, seed)?;
+    drop((x, y));
+    let errors = evaluate_all(&model, data)?;
+    log::info!(
+        "{}: train error {:.3}%, test error {:.3}% ({:.1} s)",
+        spec.name,
+        100.0 * errors.train,
+        100.0 * errors.test,
+        start.elapsed().as_secs_f64()
+    );
+    let mut log_table = Table::new(&[
+        "phase",
+        "step",
+        "loss",
+        "grad_norm",
+        "evaluations",
+        "seconds",
+    ]);
+    for (phase, o) in outcomes.iter().enumerate() {
+        for r in &o.log {
+            log_table.push(vec![
+                phase.to_string(),
+                r.step.to_string(),
+                r.loss.to_string(),
+                r.grad_norm.to_string(),
+                r.evaluations.to_string(),
+                format!("{:.3}", r.seconds),
+            ]);
+        }
+    }
+    log_table.write_csv(&out.join("train_log.csv"))?;
+    model.record = serde_json::json!({
+        "spec": spec,
+        "seed": seed,
+        "weight_decay_form": "loss = mean cross-entropy + sum over layers of lambda_l * sum(W_l^2) / k_l, k_l = units (outputs) of layer l, biases not decayed",
+        "train_on": spec.train_on,
+        "split_seed": data.split.seed,
+        "training": outcomes,
+        "errors": errors,
+        "data": { "mnist_dir": data.dir, "sha256": data.checksums },
+        "device": format!("{device:?}"),
+        "blindspot_version": env!("CARGO_PKG_VERSION"),
+    });
+    model.save(out)?;
+    Ok((model, errors))
+}
+
+/// Options of `blindspot run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Redo every stage even when its outputs are up to date.
+    pub force: bool,
+    /// `(i, n)`: run only the model stages with index ≡ i (mod n); the report waits for all.
+    pub shard: Option<(usize, usize)>,
+}
+
+/// What a run did, for the command line.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub report: Option<PathBuf>,
+    pub trained: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
+/// Runs an experiment: data, models, report.
+pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
+    let device = crate::device::parse_device(&exp.device)?;
+    let run_dir = exp.run_dir();
+    std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+    let resolved = serde_norway::to_string(exp)
+        .map_err(|e| Error::Other(format!("serialising config: {e}")))?;
+    crate::io::write_atomic(&run_dir.join("config.resolved.yaml"), resolved.as_bytes())?;
+
+    let t0 = Instant::now();
+    let data = MnistData::load(&exp.data.mnist_dir(), exp.data.split_seed)?;
+    crate::io::write_json(&run_dir.join("data/split.json"), &data.split)?;
+    crate::io::write_json(&run_dir.join("data/data.json"), &data.fingerprint_json())?;
+    let mut timings = vec![(
+        "data (load + verify MNIST)".to_string(),
+        t0.elapsed().as_secs_f64(),
+        false,
+    )];
+    log::info!(
+        "data loaded and verified in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    let mut trained = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, spec) in exp.models.iter().enumerate() {
+        if let Some((k, n)) = opts.shard {
+            if i % n != k {
+                continue;
+            }
+        }
+        let dir = run_dir.join("models").join(&spec.name);
+        let seed = spec.seed.unwrap_or(exp.seed);
+        let fp = fingerprint(&serde_json::json!({
+            "v": STAGE_VERSION, "spec": spec, "seed": seed, "device": exp.device, "data": data.fingerprint_json()
+        }));
+        if !opts.force {
+            if let Some(m) = is_done(&dir, &fp) {
+                log::info!("{}: up to date, skipped", spec.name);
+                timings.push((format!("train {}", spec.name), m.seconds, true));
+                skipped.push(spec.name.clone());
+                continue;
+            }
+        }
+        let t = Instant::now();
+        train_and_save(spec, &data, seed, device, &dir)?;
+        let secs = t.elapsed().as_secs_f64();
+        mark_done(&dir, &format!("models/{}", spec.name), &fp, secs)?;
+        timings.push((format!("train {}", spec.name), secs, false));
+        trained.push(spec.name.clone());
+    }
+
+    let all_done = exp.models.iter().all(|m| {
+        run_dir
+            .join("models")
+            .join(&m.name)
+            .join(".done.json")
+            .exists()
+    });
+    let report = if all_done {
+        Some(write_report(exp, &run_dir, &timings)?)
+    } else {
+        log::info!("not all model stages are finished (sharded run?): the report is written by the run that finishes last");
+        None
+    };
+    Ok(RunSummary {
+        run_dir,
+        report,
+        trained,
+        skipped,
+    })
+}
+
+/// Writes `report.md` and `models.csv` for a run whose model stages are finished.
+pub fn write_report(
+    exp: &Experiment,
+    run_dir: &Path,
+    timings: &[(String, f64, bool)],
+) -> Result<PathBuf> {
+    let mut t = Table::new(&[
+        "model",
+        "trained on",
+        "optimiser",
+        "iterations",
+        "train err (ours)",
+        "train err (paper)",
+        "test err (ours)",
+        "test err (paper)",
+        "P1 err (ours / paper)",
+        "P2 err (ours / paper)",
+        "target",
+        "met",
+        "seconds",
+    ]);
+    let mut csv = Table::new(&[
+        "model",
+        "train_on",
+        "optimizer",
+        "iterations",
+        "train_err",
+        "paper_train_err",
+        "test_err",
+        "paper_test_err",
+        "p1_err",
+        "paper_p1_err",
+        "p2_err",
+        "paper_p2_err",
+        "target",
+        "met",
+        "seconds",
+    ]);
+    let mut misses = Vec::new();
+    for spec in &exp.models {
+        let path = run_dir.join("models").join(&spec.name).join("model.json");
+        let rec: serde_json::Value = crate::io::read_json(&path)?;
+        let errors: Errors = serde_json::from_value(rec["errors"].clone())
+            .map_err(|e| Error::format(&path, format!("field `errors`: {e}")))?;
+        let trainings = rec["training"].as_array().cloned().unwrap_or_default();
+        let iterations: u64 = trainings
+            .iter()
+            .filter_map(|o| o["iterations"].as_u64())
+            .sum();
+        let seconds: f64 = trainings.iter().filter_map(|o| o["seconds"].as_f64()).sum();
+        let opt = trainings
+            .iter()
+            .filter_map(|o| o["optimizer"].as_str())
+            .collect::<Vec<_>>()
+            .join("+");
+        let p = paper::paper_model(&spec.name).unwrap_or_default();
+        let own = match spec.train_on {
+            TrainSet::Train => errors.train,
+            TrainSet::P1 => errors.p1,
+            TrainSet::P2 => errors.p2,
+        };
+        let (target, met) = match paper::target(&spec.name) {
+            Some((d, check)) => {
+                let ok = check(own, errors.test);
+                if !ok {
+                    misses.push(format!(
+                        "{} (target {d}: own-set error {}, test error {})",
+                        spec.name,
+                        pct(Some(own)),
+                        pct(Some(errors.test))
+                    ));
+                }
+                (d.to_string(), if ok { "yes" } else { "NO" }.to_string())
+            }
+            None => ("–".into(), "–".into()),
+        };
+        let train_on = format!("{:?}", spec.train_on).to_lowercase();
+        t.push(vec![
+            spec.name.clone(),
+            train_on.clone(),
+            opt.clone(),
+            iterations.to_string(),
+            pct(Some(errors.train)),
+            pct(p.train_err),
+            pct(Some(errors.test)),
+            pct(p.test_err),
+            format!("{} / {}", pct(Some(errors.p1)), pct(p.p1_err)),
+            format!("{} / {}", pct(Some(errors.p2)), pct(p.p2_err)),
+            target.clone(),
+            met.clone(),
+            format!("{seconds:.1}"),
+        ]);
+        let f = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+        csv.push(vec![
+            spec.name.clone(),
+            train_on,
+            opt,
+            iterations.to_string(),
+            errors.train.to_string(),
+            f(p.train_err),
+            errors.test.to_string(),
+            f(p.test_err),
+            errors.p1.to_string(),
+            f(p.p1_err),
+            errors.p2.to_string(),
+            f(p.p2_err),
+            target,
+            met,
+            format!("{seconds:.3}"),
+        ]);
+    }
+    csv.write_csv(&run_dir.join("models.csv"))?;
+    let mut timing = Table::new(&["stage", "seconds", "this run"]);
+    for (s, secs, skipped) in timings {
+        timing.push(vec![
+            s.clone(),
+            format!("{secs:.1}"),
+            if *skipped {
+                "skipped (up to date)".into()
+            } else {
+                "ran".into()
+            },
+        ]);
+    }
+    let mut md = format!(
+        "# Report: {}\n\nReproduction of Szegedy et al., *Intriguing properties of neural networks* (ICLR 2014), Tables 1 and 3 \
+         (model errors). Errors are measured on the full MNIST sets (train 60,000, test 10,000; P1/P2 = the seeded halves of \
+         the training set, split seed {}). Loss: mean cross-entropy + Σ λ·Σw²/k (k = units of the layer).\n\n## Models (Tables 1, 3)\n\n{}\n",
+        exp.name, exp.data.split_seed, t.markdown()
+    );
+    if misses.is_empty() {
+        md.push_str("All models with a target meet it.\n");
+    } else {
+        md.push_str(&format!(
+            "Targets missed: {}. See README \"Reproduction notes\" for the reasons.\n",
+            misses.join("; ")
+        ));
+    }
+    md.push_str(&format!(
+        "\n## Stage times\n\n{}\nMachine: {} CPU threads seen by libtorch ({}).\n",
+        timing.markdown(),
+        tch::get_num_threads(),
+        exp.device
+    ));
+    let path = run_dir.join("report.md");
+    crate::io::write_atomic(&path, md.as_bytes())?;
+    Ok(path)
+}

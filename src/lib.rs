@@ -16,6 +16,7 @@
 //! | YAML experiments, resumable stages | [`config`], [`experiments`] |
 
 pub mod attack;
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod device;

@@ -1,4 +1,228 @@
-//! The `blindspot` command line: parses arguments, calls the library, maps errors to messages.
+//! The `blindspot` command line: parses arguments, calls the library, maps errors to messages and exit
+//! codes (1 for errors, 2 for usage errors from clap). Paper ↔ command: `train`/`eval`/`run` (§4.2 zoo,
+//! Tables 1, 3), `bench` (speed benchmarks, docs/benchmarks.md).
+
+use anyhow::{bail, Context, Result};
+use blindspot::config::Experiment;
+use blindspot::experiments::{self, MnistData, RunOptions};
+use blindspot::models::zoo::ZooModel;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "blindspot",
+    version,
+    about = "Reproduce and apply Szegedy et al., Intriguing properties of neural networks (ICLR 2014)",
+    long_about = "blindspot reproduces every experiment of Szegedy et al. (ICLR 2014) at full scale: the MNIST model zoo \
+                  (Tables 1, 3), the box-constrained L-BFGS attack, spectral frame bounds and units vs random directions, \
+                  and runs them on your own models. Start with `blindspot run experiments/quick.yaml`."
+)]
+struct Cli {
+    /// Log level: error, warn, info, debug (also RUST_LOG).
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run an experiment file (YAML): train its models, evaluate them, write the report. Resumable: finished
+    /// stages whose configuration and inputs did not change are skipped.
+    Run {
+        /// The experiment file, e.g. experiments/quick.yaml.
+        experiment: PathBuf,
+        /// Redo every stage even if its outputs are up to date.
+        #[arg(long)]
+        force: bool,
+        /// Run only shard i of n (0-based, `i/n`): model stages are dealt round robin; the report is written
+        /// by whichever shard finishes last (or re-run without --shard).
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<(usize, usize)>,
+        /// Override the experiment's device (cpu, cuda, cuda:N).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Train one model of an experiment file and save it (model.json + weights.safetensors).
+    Train {
+        /// The experiment file that defines the model, e.g. experiments/paper.yaml.
+        experiment: PathBuf,
+        /// Name of the model in that file (e.g. N100-100-10).
+        #[arg(long)]
+        model: String,
+        /// Output folder (default: runs/<experiment>/models/<model>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seed (default: the model's, else the experiment's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Device: cpu, cuda, cuda:N (default: the experiment's).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Evaluate a saved model's error on an MNIST set.
+    Eval {
+        /// Model folder (holding model.json and weights.safetensors).
+        #[arg(long)]
+        model: PathBuf,
+        /// train, test, p1 or p2 (the halves of Table 3).
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Seed of the P1/P2 split (default: the one the model was trained with, else 2014).
+        #[arg(long)]
+        split_seed: Option<u64>,
+        /// MNIST folder (default: the vendored assets/mnist).
+        #[arg(long)]
+        mnist_dir: Option<PathBuf>,
+        /// Device: cpu, cuda, cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Benchmarks (results go to docs/benchmarks.md by hand, with machine and date).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Forward+backward of N100-100-10 on the full 60,000-image batch, ours vs the same ops in PyTorch,
+    /// interleaved in one run.
+    FwdBwd {
+        /// Timed repetitions per round.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Rounds (ours, then PyTorch, alternating).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Python with torch for the peer (default: .venv/bin/python).
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s.split_once('/').ok_or("expected i/n, e.g. 0/4")?;
+    let i: usize = i.parse().map_err(|_| "i must be a number")?;
+    let n: usize = n.parse().map_err(|_| "n must be a number")?;
+    if n == 0 || i >= n {
+        return Err(format!("shard {i}/{n}: need 0 ≤ i < n"));
+    }
+    Ok((i, n))
+}
+
 fn main() {
-    println!("blindspot");
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(&cli.log))
+        .format_timestamp_secs()
+        .init();
+    if let Err(e) = dispatch(cli.cmd) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Run {
+            experiment,
+            force,
+            shard,
+            device,
+        } => {
+            let mut exp = Experiment::load(&experiment)?;
+            if let Some(d) = device {
+                exp.device = d;
+                exp.validate(&experiment.display().to_string())?;
+            }
+            let s = experiments::run(&exp, &RunOptions { force, shard })?;
+            println!("run folder: {}", s.run_dir.display());
+            println!(
+                "trained: {} | up to date: {}",
+                s.trained.len(),
+                s.skipped.len()
+            );
+            match s.report {
+                Some(r) => println!("report: {}", r.display()),
+                None => println!("report: not yet (other shards still running)"),
+            }
+        }
+        Cmd::Train {
+            experiment,
+            model,
+            out,
+            seed,
+            device,
+        } => {
+            let mut exp = Experiment::load(&experiment)?;
+            if let Some(d) = device {
+                exp.device = d;
+            }
+            let dev = blindspot::device::parse_device(&exp.device)?;
+            let Some(spec) = exp.model(&model).cloned() else {
+                let names: Vec<_> = exp.models.iter().map(|m| m.name.as_str()).collect();
+                bail!(
+                    "{} has no model `{model}`; it defines: {}",
+                    experiment.display(),
+                    names.join(", ")
+                );
+            };
+            let out = out.unwrap_or_else(|| exp.run_dir().join("models").join(&spec.name));
+            let data = MnistData::load(&exp.data.mnist_dir(), exp.data.split_seed)?;
+            let seed = seed.or(spec.seed).unwrap_or(exp.seed);
+            let (_, e) = experiments::train_and_save(&spec, &data, seed, dev, &out)?;
+            println!(
+                "{}: train error {:.2}%, test error {:.2}%, P1 {:.2}%, P2 {:.2}% -> {}",
+                spec.name,
+                100.0 * e.train,
+                100.0 * e.test,
+                100.0 * e.p1,
+                100.0 * e.p2,
+                out.display()
+            );
+        }
+        Cmd::Eval {
+            model,
+            split,
+            split_seed,
+            mnist_dir,
+            device,
+        } => {
+            let dev = blindspot::device::parse_device(&device)?;
+            let m = ZooModel::load(&model, dev)?;
+            let seed = split_seed
+                .or_else(|| m.record.get("split_seed").and_then(|v| v.as_u64()))
+                .unwrap_or(2014);
+            let dir = mnist_dir.unwrap_or_else(blindspot::data::mnist::default_dir);
+            let data = MnistData::load(&dir, seed)?;
+            let set = data.set(&split)?;
+            let err = blindspot::train::error_rate(&m, &set.images, &set.labels)?;
+            println!(
+                "{} on {split} ({} images): error {:.4}% ({} wrong)",
+                m.name,
+                set.len(),
+                100.0 * err,
+                (err * set.len() as f64).round() as i64
+            );
+        }
+        Cmd::Bench { which } => match which {
+            BenchCmd::FwdBwd {
+                reps,
+                rounds,
+                python,
+            } => {
+                let python = python.unwrap_or_else(|| PathBuf::from(".venv/bin/python"));
+                blindspot_bench_fwd_bwd(reps, rounds, &python).context("bench fwd-bwd")?;
+            }
+        },
+    }
+    Ok(())
+}
+
+fn blindspot_bench_fwd_bwd(reps: usize, rounds: usize, python: &std::path::Path) -> Result<()> {
+    let r = blindspot::bench::fwd_bwd(reps, rounds, python)?;
+    println!("{r}");
+    Ok(())
 }

@@ -1,1 +1,419 @@
-//! Training with weight decay λ·Σw²/k (§4.2): full-batch L-BFGS and minibatch Adam.
+//! Training the zoo (§4.2): loss = mean cross-entropy + Σ_layers λ_l·Σw²/k_l (k_l = units of layer l,
+//! connection weights only), minimised by full-batch L-BFGS (the engine of [`crate::optim`] with B = 1 and no
+//! bounds: "trained with L-BFGS until convergence") or by minibatch Adam; and the sparse autoencoder of
+//! AE400-10 (reconstruction + KL sparsity + weight decay), whose frozen code feeds a softmax layer.
+
+use crate::config::{ArchSpec, ModelSpec, OptimizerSpec};
+use crate::models::zoo::{
+    forward_all, init_params, presets, Architecture, Layer, ParamEntry, ZooModel,
+};
+use crate::optim::lbfgsb::{self, BatchObjective, Bounds, IterInfo, LbfgsbSettings, Observer};
+use crate::{Error, Result};
+use serde::Serialize;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Per-element weight-decay coefficients [P]: λ_l/k_l on the weights of layer l, 0 on biases.
+pub fn decay_vector(arch: &Architecture, lambdas: &[f64], device: Device) -> Tensor {
+    let units = arch.layer_units();
+    let parts: Vec<Tensor> = arch
+        .param_layout()
+        .iter()
+        .map(|p| {
+            let c = if p.is_weight {
+                lambdas[p.layer] / units[p.layer] as f64
+            } else {
+                0.0
+            };
+            Tensor::full([p.numel], c, (Kind::Float, device))
+        })
+        .collect();
+    Tensor::cat(&parts, 0)
+}
+
+/// What a loss function sees: the architecture, its layout and the (on-device) data.
+pub struct Problem<'a> {
+    pub arch: &'a Architecture,
+    pub layout: &'a [ParamEntry],
+    /// [N, ..input_shape]
+    pub x: &'a Tensor,
+    /// [N] i64
+    pub y: &'a Tensor,
+    /// [P]
+    pub decay: &'a Tensor,
+}
+
+impl Problem<'_> {
+    /// Loss (scalar) at `theta` [P] on examples `x`, `y`: mean cross-entropy + weight decay.
+    pub fn loss(&self, theta: &Tensor, x: &Tensor, y: &Tensor, train: bool) -> Tensor {
+        let logits = forward_all(self.arch, self.layout, theta, x, train, false)
+            .pop()
+            .expect("layers"); // [N, 10]
+        let ce = logits.cross_entropy_for_logits(y); // mean over N
+        ce + (self.decay * theta * theta).sum(Kind::Float)
+    }
+
+    /// Loss and gradient at `theta` [P] on the full data set.
+    pub fn loss_and_grad(&self, theta: &Tensor) -> (Tensor, Tensor) {
+        let theta = theta.detach().set_requires_grad(true);
+        let loss = self.loss(&theta, self.x, self.y, false);
+        let g = Tensor::run_backward(&[&loss], &[&theta], false, false)
+            .pop()
+            .expect("grad");
+        (loss.detach(), g)
+    }
+}
+
+/// The training loss as a B = 1 problem for the batched engine.
+struct FullBatch<'a> {
+    problem: Problem<'a>,
+}
+
+impl BatchObjective for FullBatch<'_> {
+    fn eval(&mut self, x: &Tensor, _idx: &Tensor) -> Result<(Tensor, Tensor)> {
+        // x [1, P] → f [1], g [1, P]
+        let (f, g) = self.problem.loss_and_grad(&x.get(0));
+        Ok((f.view([1]), g.unsqueeze(0)))
+    }
+}
+
+/// One row of a training log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRow {
+    pub step: usize,
+    pub loss: f64,
+    pub grad_norm: f64,
+    pub evaluations: usize,
+    pub seconds: f64,
+}
+
+/// How a training run went (goes into `model.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainOutcome {
+    pub optimizer: String,
+    pub iterations: usize,
+    pub evaluations: usize,
+    pub final_loss: f64,
+    pub termination: String,
+    pub seconds: f64,
+    #[serde(skip)]
+    pub log: Vec<LogRow>,
+}
+
+struct LbfgsObserver {
+    bar: indicatif::ProgressBar,
+    start: Instant,
+    log: Vec<LogRow>,
+}
+
+impl Observer for LbfgsObserver {
+    fn observe(&mut self, info: &IterInfo) -> bool {
+        let loss = info.f.double_value(&[0]);
+        let pg = info.pg_norm.double_value(&[0]);
+        self.log.push(LogRow {
+            step: info.iter,
+            loss,
+            grad_norm: pg,
+            evaluations: info.evals_total,
+            seconds: self.start.elapsed().as_secs_f64(),
+        });
+        self.bar.set_position(info.iter as u64);
+        self.bar.set_message(format!("loss {loss:.5}"));
+        true
+    }
+}
+
+/// Minimises the problem's loss from `theta0` [P] with full-batch L-BFGS.
+pub fn train_lbfgs(
+    problem: Problem,
+    theta0: &Tensor,
+    settings: &LbfgsbSettings,
+    label: &str,
+) -> Result<(Tensor, TrainOutcome)> {
+    let start = Instant::now();
+    let mut obs = LbfgsObserver {
+        bar: crate::progress::bar(settings.max_iter as u64, label, "it"),
+        start,
+        log: Vec::new(),
+    };
+    let mut obj = FullBatch { problem };
+    let sol = lbfgsb::minimize(
+        &mut obj,
+        &theta0.unsqueeze(0),
+        &Bounds::None,
+        settings,
+        Some(&mut obs),
+    )?;
+    obs.bar.finish_and_clear();
+    let theta = sol.x.get(0);
+    let final_loss = sol.f.double_value(&[0]);
+    if !final_loss.is_finite() {
+        return Err(Error::Numeric(format!(
+            "{label}: L-BFGS ended with a non-finite loss ({final_loss})"
+        )));
+    }
+    let outcome = TrainOutcome {
+        optimizer: "lbfgs".into(),
+        iterations: sol.iterations[0],
+        evaluations: sol.evaluations[0],
+        final_loss,
+        termination: format!("{:?}", sol.termination[0]),
+        seconds: start.elapsed().as_secs_f64(),
+        log: obs.log,
+    };
+    Ok((theta, outcome))
+}
+
+/// Minibatch Adam (β = 0.9, 0.999, ε = 1e-8) with cosine decay of the learning rate to zero, over a
+/// seeded shuffle each epoch; `loss_fn(theta, batch_indices)` gives the minibatch loss.
+pub fn adam(
+    theta0: &Tensor,
+    lr: f64,
+    epochs: usize,
+    batch_size: i64,
+    n: i64,
+    label: &str,
+    mut loss_fn: impl FnMut(&Tensor, &Tensor) -> Tensor,
+) -> Result<(Tensor, TrainOutcome)> {
+    let start = Instant::now();
+    let device = theta0.device();
+    let mut theta = theta0.detach().copy();
+    let mut m = theta.zeros_like();
+    let mut v = theta.zeros_like();
+    let steps_per_epoch = (n + batch_size - 1) / batch_size;
+    let total = steps_per_epoch as usize * epochs;
+    let bar = crate::progress::bar(total as u64, label, "step");
+    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+    let mut log = Vec::new();
+    let mut step = 0usize;
+    let mut last = f64::NAN;
+    for epoch in 0..epochs {
+        let perm = Tensor::randperm(n, (Kind::Int64, device)); // [N]
+        let mut epoch_loss = 0.0;
+        for s in 0..steps_per_epoch {
+            let idx = perm.narrow(0, s * batch_size, batch_size.min(n - s * batch_size));
+            let t = theta.detach().set_requires_grad(true);
+            let loss = loss_fn(&t, &idx);
+            let g = Tensor::run_backward(&[&loss], &[&t], false, false)
+                .pop()
+                .expect("grad");
+            step += 1;
+            let lr_t =
+                0.5 * lr * (1.0 + (std::f64::consts::PI * (step - 1) as f64 / total as f64).cos());
+            tch::no_grad(|| {
+                m = &m * b1 + &g * (1.0 - b1);
+                v = &v * b2 + (&g * &g) * (1.0 - b2);
+                let mhat = &m / (1.0 - b1.powi(step as i32));
+                let vhat = &v / (1.0 - b2.powi(step as i32));
+                theta = &theta - mhat / (vhat.sqrt() + eps) * lr_t;
+            });
+            let l = loss.double_value(&[]);
+            if !l.is_finite() {
+                return Err(Error::Numeric(format!(
+                    "{label}: loss became {l} at epoch {epoch}, step {s}; lower the learning rate"
+                )));
+            }
+            epoch_loss += l;
+            bar.inc(1);
+        }
+        last = epoch_loss / steps_per_epoch as f64;
+        bar.set_message(format!("ep{} {last:.4}", epoch + 1));
+        log.push(LogRow {
+            step,
+            loss: last,
+            grad_norm: f64::NAN,
+            evaluations: step,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+    }
+    bar.finish_and_clear();
+    let outcome = TrainOutcome {
+        optimizer: "adam".into(),
+        iterations: step,
+        evaluations: step,
+        final_loss: last,
+        termination: format!("{epochs} epochs"),
+        seconds: start.elapsed().as_secs_f64(),
+        log,
+    };
+    Ok((theta, outcome))
+}
+
+/// Runs `opt` on `problem` from `theta0`.
+fn optimise(
+    problem: Problem,
+    theta0: &Tensor,
+    opt: &OptimizerSpec,
+    label: &str,
+) -> Result<(Tensor, TrainOutcome)> {
+    match opt {
+        OptimizerSpec::Lbfgs {
+            max_iter,
+            history,
+            pgtol,
+            factr,
+        } => {
+            #[allow(clippy::needless_update)] // the engine has more settings (line search) left at their defaults
+            let settings = LbfgsbSettings {
+                history: *history,
+                max_iter: *max_iter,
+                max_evals: max_iter * 2 + 20,
+                pgtol: *pgtol,
+                factr: *factr,
+                ..Default::default()
+            };
+            train_lbfgs(problem, theta0, &settings, label)
+        }
+        OptimizerSpec::Adam {
+            lr,
+            epochs,
+            batch_size,
+        } => {
+            let n = problem.x.size()[0];
+            adam(theta0, *lr, *epochs, *batch_size, n, label, |t, idx| {
+                let xb = problem.x.index_select(0, idx);
+                let yb = problem.y.index_select(0, idx);
+                problem.loss(t, &xb, &yb, true)
+            })
+        }
+    }
+}
+
+/// Sparse autoencoder loss at `theta` [P] on `x` [b, 1, 28, 28]: ½·mean‖x̂ − x‖² + β·Σ_j KL(ρ‖ρ̂_j) + decay.
+fn autoencoder_loss(
+    arch: &Architecture,
+    layout: &[ParamEntry],
+    theta: &Tensor,
+    x: &Tensor,
+    rho: f64,
+    beta: f64,
+    decay: &Tensor,
+) -> Tensor {
+    let outs = forward_all(arch, layout, theta, x, true, true);
+    let code = &outs[2]; // [b, code] after the sigmoid
+    let recon = &outs[4]; // [b, 784]
+    let target = x.flatten(1, -1);
+    let rec = (recon - &target)
+        .square()
+        .sum_dim_intlist(1, false, Kind::Float)
+        .mean(Kind::Float)
+        * 0.5;
+    let rho_hat = code.mean_dim(0, false, Kind::Float).clamp(1e-6, 1.0 - 1e-6); // [code]
+    let one_minus: Tensor = 1.0 - &rho_hat;
+    let kl = ((rho / &rho_hat).log() * rho + ((1.0 - rho) / one_minus).log() * (1.0 - rho))
+        .sum(Kind::Float);
+    rec + kl * beta + (decay * theta * theta).sum(Kind::Float)
+}
+
+/// Trains the model `spec` on `x` [N, 1, 28, 28], `y` [N] (already on `device`), seeded with `seed`.
+pub fn train_model(
+    spec: &ModelSpec,
+    x: &Tensor,
+    y: &Tensor,
+    seed: u64,
+) -> Result<(ZooModel, Vec<TrainOutcome>)> {
+    let device = x.device();
+    crate::device::seed_everything(seed);
+    let arch = spec.arch.architecture();
+    match &spec.arch {
+        ArchSpec::Autoencoder {
+            code,
+            sparsity,
+            sparsity_weight,
+            weight_decay,
+            pretrain,
+        } => {
+            // Stage 1: the autoencoder.
+            let ae = presets::autoencoder(*code);
+            let ae_layout = ae.param_layout();
+            let ae_decay = decay_vector(&ae, &[*weight_decay, *weight_decay], device);
+            let theta0 = init_params(&ae, device);
+            let label = format!("{} AE", spec.name);
+            let (ae_theta, ae_out) = match pretrain {
+                OptimizerSpec::Adam { lr, epochs, batch_size } => {
+                    adam(&theta0, *lr, *epochs, *batch_size, x.size()[0], &label, |t, idx| {
+                        autoencoder_loss(&ae, &ae_layout, t, &x.index_select(0, idx), *sparsity, *sparsity_weight, &ae_decay)
+                    })?
+                }
+                OptimizerSpec::Lbfgs { .. } => {
+                    return Err(Error::Invalid(format!(
+                        "{}: the autoencoder stage supports `pretrain: {{kind: adam}}` only (full-batch L-BFGS on a 628k-parameter autoencoder exceeds the time budget; see README)",
+                        spec.name
+                    )))
+                }
+            };
+            // Stage 2: softmax on the frozen code.
+            let enc_len = code * 784 + code;
+            let enc_theta = ae_theta.narrow(0, 0, enc_len);
+            let codes = tch::no_grad(|| {
+                let mut outs = Vec::new();
+                let n = x.size()[0];
+                let mut i = 0;
+                while i < n {
+                    let len = 10_000.min(n - i);
+                    let xb = x.narrow(0, i, len).flatten(1, -1);
+                    outs.push(
+                        xb.linear(
+                            &enc_theta.narrow(0, 0, code * 784).view([*code, 784]),
+                            Some(&enc_theta.narrow(0, code * 784, *code)),
+                        )
+                        .sigmoid(),
+                    );
+                    i += len;
+                }
+                Tensor::cat(&outs, 0) // [N, code]
+            });
+            let top = Architecture {
+                input_shape: vec![*code],
+                layers: vec![Layer::Linear {
+                    name: "fc".into(),
+                    in_features: *code,
+                    out_features: 10,
+                }],
+            };
+            let top_layout = top.param_layout();
+            let top_decay = decay_vector(&top, &spec.weight_decay[1..], device);
+            let problem = Problem {
+                arch: &top,
+                layout: &top_layout,
+                x: &codes,
+                y,
+                decay: &top_decay,
+            };
+            let (top_theta, top_out) = optimise(
+                problem,
+                &init_params(&top, device),
+                &spec.optimizer,
+                &spec.name,
+            )?;
+            let theta = Tensor::cat(&[enc_theta, top_theta], 0);
+            let model = ZooModel::new(&spec.name, arch, theta, serde_json::json!({}))?;
+            Ok((model, vec![ae_out, top_out]))
+        }
+        _ => {
+            let layout = arch.param_layout();
+            let decay = decay_vector(&arch, &spec.weight_decay, device);
+            let theta0 = init_params(&arch, device);
+            let problem = Problem {
+                arch: &arch,
+                layout: &layout,
+                x,
+                y,
+                decay: &decay,
+            };
+            let (theta, out) = optimise(problem, &theta0, &spec.optimizer, &spec.name)?;
+            let model = ZooModel::new(&spec.name, arch.clone(), theta, serde_json::json!({}))?;
+            Ok((model, vec![out]))
+        }
+    }
+}
+
+/// Fraction of examples `x` [N, ..] misclassified (labels `y` [N]), evaluated in chunks, no dropout.
+pub fn error_rate(model: &dyn crate::models::Classifier, x: &Tensor, y: &Tensor) -> Result<f64> {
+    let pred = crate::models::classifier::predict(model, x, 10_000)?;
+    let wrong = pred
+        .ne_tensor(&y.to_device(Device::Cpu))
+        .sum(Kind::Int64)
+        .int64_value(&[]);
+    Ok(wrong as f64 / y.size()[0].max(1) as f64)
+}

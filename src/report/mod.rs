@@ -1,1 +1,4 @@
-//! Reports: tables beside the paper's values, figures drawn with plotters.
+//! Reports: tables beside the paper's values (Markdown + CSV), figures drawn with plotters.
+
+pub mod paper;
+pub mod tables;
