@@ -49,8 +49,8 @@ impl Problem<'_> {
         let logits = forward_all(self.arch, self.layout, theta, x, train, false)
             .pop()
             .expect("layers"); // [N, 10]
-        let ce = logits.cross_entropy_for_logits(y); // mean over N
-        ce + (self.decay * theta * theta).sum(Kind::Float)
+        let ce = logits.log_softmax(-1, logits.kind()).nll_loss(y); // mean over N, in the model's dtype
+        ce + (self.decay * theta * theta).sum(theta.kind())
     }
 
     /// Loss and gradient at `theta` [P] on the full data set.

@@ -1,0 +1,262 @@
+//! Foundation tests: MNIST IDX validation and checksums, the P1/P2 split, YAML validation, the model format,
+//! the training loss (gradient vs finite differences, weight-decay form) and determinism.
+
+use blindspot::config::Experiment;
+use blindspot::data::mnist::{self, Split};
+use blindspot::data::split::HalfSplit;
+use blindspot::models::zoo::{init_params, presets, ZooModel};
+use blindspot::models::Classifier;
+use blindspot::train::{decay_vector, Problem};
+use blindspot::Error;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+fn mnist_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/mnist")
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// A folder with a small, valid MNIST-format test split (n images), optionally mutated.
+fn tiny_mnist(dir: &Path, n: usize, mutate_images: impl Fn(&mut Vec<u8>), mutate_labels: impl Fn(&mut Vec<u8>)) {
+    let mut img = vec![0, 0, 8, 3];
+    img.extend((n as u32).to_be_bytes());
+    img.extend(28u32.to_be_bytes());
+    img.extend(28u32.to_be_bytes());
+    img.extend((0..n * 784).map(|i| (i % 251) as u8));
+    let mut lbl = vec![0, 0, 8, 1];
+    lbl.extend((n as u32).to_be_bytes());
+    lbl.extend((0..n).map(|i| (i % 10) as u8));
+    mutate_images(&mut img);
+    mutate_labels(&mut lbl);
+    std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), gz(&img)).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), &lbl).unwrap(); // plain, not gzipped
+}
+
+fn load_err(dir: &Path) -> String {
+    mnist::load(dir, Split::Test).expect_err("should fail").to_string()
+}
+
+#[test]
+fn vendored_mnist_loads_with_checksums() {
+    let checked = mnist::verify_checksums(&mnist_dir()).unwrap();
+    assert_eq!(checked.len(), 4);
+    let test = mnist::load(&mnist_dir(), Split::Test).unwrap();
+    assert_eq!(test.images.size(), [10_000, 1, 28, 28]);
+    assert_eq!(test.labels.size(), [10_000]);
+    assert!(test.images.max().double_value(&[]) <= 1.0 && test.images.min().double_value(&[]) >= 0.0);
+    // well-known first test labels: 7 2 1 0 4
+    let first: Vec<i64> = Vec::try_from(test.labels.narrow(0, 0, 5)).unwrap();
+    assert_eq!(first, [7, 2, 1, 0, 4]);
+}
+
+#[test]
+fn tiny_valid_idx_gz_and_plain_load() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_mnist(d.path(), 7, |_| {}, |_| {});
+    let m = mnist::load(d.path(), Split::Test).unwrap();
+    assert_eq!(m.len(), 7);
+    assert_eq!(m.labels.int64_value(&[3]), 3);
+}
+
+#[test]
+fn corrupt_idx_files_are_clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_mnist(d.path(), 5, |b| b.truncate(b.len() - 100), |_| {});
+    let e = load_err(d.path());
+    assert!(e.contains("t10k-images") && e.contains("truncated"), "{e}");
+
+    tiny_mnist(d.path(), 5, |b| b[3] = 1, |_| {});
+    let e = load_err(d.path());
+    assert!(e.contains("bad magic number"), "{e}");
+
+    tiny_mnist(d.path(), 5, |_| {}, |b| b[9] = 12);
+    let e = load_err(d.path());
+    assert!(e.contains("label 12 at index 1"), "{e}");
+
+    tiny_mnist(d.path(), 5, |_| {}, |b| {
+        b[7] = 4;
+        b.pop();
+    });
+    let e = load_err(d.path());
+    assert!(e.contains("does not match"), "{e}");
+
+    // a gzip stream cut in the middle
+    tiny_mnist(d.path(), 5, |_| {}, |_| {});
+    let p = d.path().join("t10k-images-idx3-ubyte.gz");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let e = load_err(d.path());
+    assert!(e.contains("gzip"), "{e}");
+
+    std::fs::remove_file(&p).unwrap();
+    let e = load_err(d.path());
+    assert!(e.contains("missing"), "{e}");
+}
+
+#[test]
+fn wrong_checksum_is_detected() {
+    let d = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(mnist_dir()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, d.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let p = d.path().join("t10k-labels-idx1-ubyte.gz");
+    let mut b = std::fs::read(&p).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 0xff;
+    std::fs::write(&p, b).unwrap();
+    let e = mnist::load(d.path(), Split::Train).expect_err("checksum");
+    assert!(matches!(e, Error::Checksum { .. }), "{e}");
+    assert!(e.to_string().contains("t10k-labels-idx1-ubyte.gz"), "{e}");
+}
+
+#[test]
+fn half_split_is_disjoint_seeded_and_complete() {
+    let a = HalfSplit::new(60_000, 7);
+    let b = HalfSplit::new(60_000, 7);
+    let c = HalfSplit::new(60_000, 8);
+    assert_eq!(a, b);
+    assert_ne!(a.p1, c.p1);
+    assert_eq!(a.p1.len(), 30_000);
+    assert_eq!(a.p2.len(), 30_000);
+    let mut all: Vec<i64> = a.p1.iter().chain(a.p2.iter()).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..60_000).collect::<Vec<i64>>());
+    // a recorded split that was edited is rejected
+    let d = tempfile::tempdir().unwrap();
+    let mut edited = a.clone();
+    edited.p1.swap(0, 1);
+    blindspot::io::write_json(&d.path().join("s.json"), &edited).unwrap();
+    assert!(HalfSplit::load(&d.path().join("s.json")).is_err());
+    blindspot::io::write_json(&d.path().join("s.json"), &a).unwrap();
+    assert_eq!(HalfSplit::load(&d.path().join("s.json")).unwrap(), a);
+}
+
+const GOOD: &str = "name: t\nmodels:\n  - name: s\n    arch: {kind: softmax}\n    weight_decay: [1.0e-4]\n    optimizer: {kind: lbfgs, max_iter: 5}\n";
+
+#[test]
+fn experiment_yaml_is_validated() {
+    let e = Experiment::parse(GOOD, "good.yaml").unwrap();
+    assert_eq!(e.models[0].name, "s");
+    let bad = |text: &str| Experiment::parse(text, "bad.yaml").expect_err("should be rejected").to_string();
+
+    let m = bad(&GOOD.replace("max_iter: 5", "max_iter: 5, max_itr: 3"));
+    assert!(m.contains("bad.yaml") && m.contains("unknown field `max_itr`"), "{m}");
+    let m = bad(&GOOD.replace("max_iter: 5", "max_iter: five"));
+    assert!(m.contains("models[0]") && m.contains("\"five\"") && m.contains("line 3"), "{m}");
+    let m = bad(&GOOD.replace("[1.0e-4]", "[1.0e-4, 2.0]"));
+    assert!(m.contains("models[0].weight_decay"), "{m}");
+    let m = bad(&GOOD.replace("name: t\n", "name: t\nsed: 3\n"));
+    assert!(m.contains("unknown field `sed`"), "{m}");
+    let m = bad(&GOOD.replace("name: t\n", "name: t\ndata: {mnist_dir: /nonexistent}\n"));
+    assert!(m.contains("data.mnist_dir") && m.contains("/nonexistent"), "{m}");
+    let m = bad(&GOOD.replace("name: t\n", "name: t\ndevice: cuda:3\n"));
+    assert!(m.contains("device"), "{m}");
+    let m = bad(&GOOD.replace("kind: softmax", "kind: transformer"));
+    assert!(m.contains("transformer"), "{m}");
+}
+
+#[test]
+fn shipped_experiments_parse() {
+    for f in ["experiments/quick.yaml", "experiments/paper.yaml"] {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(f);
+        Experiment::load(&p).unwrap_or_else(|e| panic!("{f}: {e}"));
+    }
+}
+
+fn small_model(seed: i64) -> ZooModel {
+    tch::manual_seed(seed);
+    let arch = presets::conv(4, 5, 16, 0.5);
+    let theta = init_params(&arch, Device::Cpu);
+    ZooModel::new("c", arch, theta, serde_json::json!({})).unwrap()
+}
+
+#[test]
+fn model_save_load_roundtrip_and_mismatch_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let m = small_model(3);
+    m.save(d.path()).unwrap();
+    let l = ZooModel::load(d.path(), Device::Cpu).unwrap();
+    assert!(l.theta.equal(&m.theta));
+    assert_eq!(l.layer_names(), m.layer_names());
+    let x = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu));
+    assert!(l.logits(&x).unwrap().allclose(&m.logits(&x).unwrap(), 1e-6, 1e-6, false));
+    assert_eq!(m.layer(&x, "fc1.relu").unwrap().size(), [3, 16]);
+    let e = m.layer(&x, "fc9").unwrap_err().to_string();
+    assert!(e.contains("conv1.relu"), "lists layers: {e}");
+    let e = m.logits(&Tensor::rand([3, 784], (Kind::Float, Device::Cpu))).unwrap_err().to_string();
+    assert!(e.contains("expects inputs [B, 1, 28, 28]"), "{e}");
+
+    // model.json that disagrees with the weights
+    let json = d.path().join("model.json");
+    let text = std::fs::read_to_string(&json).unwrap();
+    std::fs::write(&json, text.replace("\"out_features\": 16", "\"out_features\": 17").replace("\"in_features\": 16", "\"in_features\": 17")).unwrap();
+    let e = ZooModel::load(d.path(), Device::Cpu).unwrap_err().to_string();
+    assert!(e.contains("weights.safetensors") && e.contains("fc1.weight") && e.contains("shape"), "{e}");
+    std::fs::write(&json, &text).unwrap();
+
+    // missing weights file / missing folder
+    std::fs::remove_file(d.path().join("weights.safetensors")).unwrap();
+    let e = ZooModel::load(d.path(), Device::Cpu).unwrap_err().to_string();
+    assert!(e.contains("weights.safetensors"), "{e}");
+    let e = ZooModel::load(&d.path().join("nope"), Device::Cpu).unwrap_err().to_string();
+    assert!(e.contains("model folder not found"), "{e}");
+
+    // NaN weights
+    let bad = ZooModel::new("c", m.arch.clone(), m.theta.fill_nan_like(), serde_json::json!({})).unwrap();
+    bad.save(d.path()).unwrap();
+    let e = ZooModel::load(d.path(), Device::Cpu).unwrap_err().to_string();
+    assert!(e.contains("NaN"), "{e}");
+}
+
+trait FillNan {
+    fn fill_nan_like(&self) -> Tensor;
+}
+impl FillNan for Tensor {
+    fn fill_nan_like(&self) -> Tensor {
+        let t = self.copy();
+        let _ = t.narrow(0, 5, 1).fill_(f64::NAN);
+        t
+    }
+}
+
+#[test]
+fn weight_decay_is_lambda_sum_w2_over_units() {
+    let arch = presets::mlp(&[3], blindspot::models::zoo::Layer::Sigmoid); // 784 -> 3 -> 10
+    let d = decay_vector(&arch, &[0.3, 0.5], Device::Cpu);
+    let layout = arch.param_layout();
+    assert!((d.double_value(&[layout[0].offset]) - 0.1).abs() < 1e-7);
+    assert_eq!(d.double_value(&[layout[1].offset]), 0.0); // bias
+    assert!((d.double_value(&[layout[2].offset]) - 0.05).abs() < 1e-7);
+}
+
+#[test]
+fn loss_gradient_matches_finite_differences() {
+    // f64 copy of the loss for accurate differences: a 784-5-10 sigmoid net on 20 real images
+    tch::manual_seed(0);
+    let arch = presets::mlp(&[5], blindspot::models::zoo::Layer::Sigmoid);
+    let layout = arch.param_layout();
+    let test = mnist::load(&mnist_dir(), Split::Test).unwrap();
+    let x = test.images.narrow(0, 0, 20).to_kind(Kind::Double);
+    let y = test.labels.narrow(0, 0, 20);
+    let decay = decay_vector(&arch, &[1e-2, 1e-3], Device::Cpu).to_kind(Kind::Double);
+    let theta = init_params(&arch, Device::Cpu).to_kind(Kind::Double);
+    let p = Problem { arch: &arch, layout: &layout, x: &x, y: &y, decay: &decay };
+    let (_, g) = p.loss_and_grad(&theta);
+    let h = 1e-6;
+    for &i in &[0i64, 400, 3925, 3930, 3960, 3984] {
+        let e = Tensor::zeros_like(&theta);
+        let _ = e.narrow(0, i, 1).fill_(h);
+        let fp = p.loss(&(&theta + &e), &x, &y, false).double_value(&[]);
+        let fm = p.loss(&(&theta - &e), &x, &y, false).double_value(&[]);
+        let fd = (fp - fm) / (2.0 * h);
+        let an = g.double_value(&[i]);
+        assert!((fd - an).abs() <= 1e-6 + 1e-5 * an.abs(), "param {i}: finite difference {fd}, autograd {an}");
+    }
+}
