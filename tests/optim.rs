@@ -546,3 +546,16 @@ fn bad_input_is_an_error() {
         Err(Error::Shape(_))
     ));
 }
+
+/// Benchmark, run by hand: `cargo test --test optim bench -- --ignored --nocapture`
+/// (BENCH_THREADS=k sets libtorch's intra-op threads; default 1).
+#[test]
+#[ignore]
+fn bench_engine_overhead() {
+    let threads = std::env::var("BENCH_THREADS").map_or(1, |t| t.parse().unwrap());
+    tch::set_num_threads(threads);
+    for (b, m) in [(1000, 10), (10_000, 10), (10_000, 5)] {
+        let r = blindspot::optim::bench::bench_engine(b, 784, m, m + 12, Device::Cpu).unwrap();
+        println!("{}", serde_json::to_string(&r).unwrap());
+    }
+}
