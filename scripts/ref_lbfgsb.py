@@ -109,6 +109,27 @@ def batch(name, problems, extra, meta):
     print(name, [i["nit"] for i in infos], [round(i["f"], 6) for i in infos], "active:", nact)
 
 
+def torch_lbfgs(fg, x0):
+    """torch.optim.LBFGS(line_search_fn="strong_wolfe"), f64, run to convergence: (final f, evaluations)."""
+    import torch
+
+    p = torch.tensor(x0, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([p], lr=1, max_iter=100000, max_eval=100000, tolerance_grad=1e-9,
+                            tolerance_change=1e-15, history_size=10, line_search_fn="strong_wolfe")
+    evals = [0]
+
+    def closure():
+        opt.zero_grad()
+        f, g = fg(p.detach().numpy())
+        p.grad = torch.tensor(g)
+        evals[0] += 1
+        return torch.tensor(f)
+
+    opt.step(closure)
+    f, _ = fg(p.detach().numpy())
+    return float(f), evals[0]
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     meta = {"scipy_settings": TIGHT}
@@ -172,9 +193,13 @@ def main():
     x0 = np.tile([-1.2, 1.0], 5)
     batch("unbounded_rosen", [dict(fg=rosen_fg, x0=x0, lo=None, hi=None)], {}, meta)
     X, y = Xs[0], ys[0]
+    tf, te = torch_lbfgs(logreg_fg(X, y, lam, d, k), np.zeros(d * k + k))
+    meta["torch_lbfgs_unbounded_logreg"] = dict(f=tf, evals=te)
+    print("torch.optim.LBFGS(strong_wolfe) on unbounded_logreg:", tf, te, "evals")
     batch("unbounded_logreg", [dict(fg=logreg_fg(X, y, lam, d, k), x0=np.zeros(d * k + k), lo=None,
                                     hi=None)],
-          dict(X=X[None].astype(np.float32), y=y[None].astype(np.int64), lam=np.array([lam])), meta)
+          dict(X=X[None].astype(np.float32), y=y[None].astype(np.int64), lam=np.array([lam]),
+               torch_f=np.array([tf]), torch_evals=np.array([float(te)])), meta)
 
     with open(os.path.join(OUT, "ref.json"), "w") as fh:
         json.dump(meta, fh, indent=1)

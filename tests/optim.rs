@@ -546,3 +546,52 @@ fn bad_input_is_an_error() {
         Err(Error::Shape(_))
     ));
 }
+
+/// Benchmark, run by hand: `cargo test --test optim bench -- --ignored --nocapture`
+/// (BENCH_THREADS=k sets libtorch's intra-op threads; default 1).
+#[test]
+#[ignore]
+fn bench_engine_overhead() {
+    let threads = std::env::var("BENCH_THREADS").map_or(1, |t| t.parse().unwrap());
+    tch::set_num_threads(threads);
+    for (b, m) in [(1000, 10), (10_000, 10), (10_000, 5)] {
+        let r = blindspot::optim::bench::bench_engine(b, 784, m, m + 12, Device::Cpu).unwrap();
+        println!("{}", serde_json::to_string(&r).unwrap());
+    }
+}
+
+/// Stops when every problem's f is at or below `target`; records the evaluations used.
+struct StopAtF(f64, usize);
+impl Observer for StopAtF {
+    fn observe(&mut self, info: &IterInfo) -> bool {
+        self.1 = info.evals_total;
+        info.f.max().double_value(&[]) > self.0
+    }
+}
+
+/// Training path (B = 1, unbounded): no more evaluations than torch.optim.LBFGS(strong_wolfe) needs for
+/// the same objective value (reference run by scripts/ref_lbfgsb.py, f64, to convergence).
+#[test]
+fn unbounded_needs_no_more_evaluations_than_torch_lbfgs() {
+    let fx = fixture("unbounded_logreg");
+    let (torch_f, torch_evals) = (
+        fx["torch_f"].double_value(&[0]),
+        fx["torch_evals"].double_value(&[0]) as usize,
+    );
+    let mut obj = LogReg {
+        x: fx["X"].to_kind(Kind::Double),
+        y: fx["y"].shallow_clone(),
+        lam: fx["lam"].double_value(&[0]),
+        k: 5,
+        log: Log::default(),
+    };
+    let mut obs = StopAtF(torch_f, 0);
+    let sol = minimize(&mut obj, &fx["x0"], &Bounds::None, &tight(), Some(&mut obs)).unwrap();
+    assert!(sol.f.double_value(&[0]) <= torch_f, "{:?}", sol.termination);
+    eprintln!("evaluations: ours {} vs torch {torch_evals}", obs.1);
+    assert!(
+        obs.1 <= torch_evals,
+        "ours {} vs torch {torch_evals}",
+        obs.1
+    );
+}

@@ -253,29 +253,19 @@ impl Boxes {
         })
     }
 
-    /// Free mask F [b, n] in x's dtype (1 = free), or None when unconstrained.
-    fn free_mask(&self, x: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        let (at_lo, at_hi) = match self {
-            Boxes::Free => return Ok(None),
-            Boxes::Scalar(l, u) => (x.f_le(*l)?, x.f_ge(*u)?),
-            Boxes::Rows { .. } => {
-                let (lo, hi) = self.rows(None)?.expect("rows");
-                (x.f_le_tensor(&lo)?, x.f_ge_tensor(&hi)?)
-            }
-        };
-        let binding = at_lo
-            .f_logical_and(&g.f_gt(0.0)?)?
-            .f_logical_or(&at_hi.f_logical_and(&g.f_lt(0.0)?)?)?;
-        Ok(Some(binding.f_logical_not()?.f_to_kind(x.kind())?))
-    }
-
-    /// ‖P(x - g) - x‖_∞ per row [b].
-    fn pg_norm(&self, x: &Tensor, g: &Tensor) -> Result<Tensor> {
+    /// ‖P(x - g) - x‖_∞ per row [b], and the free mask F [b, n] in x's dtype (None when
+    /// unconstrained). A coordinate is binding iff P(x - g)_i = x_i and g_i != 0 (on a bound with the
+    /// gradient pushing outward); every other coordinate is free.
+    fn pg_and_free(&self, x: &Tensor, g: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         if self.is_free() {
-            return Ok(g.f_abs()?.f_amax([-1i64].as_slice(), false)?);
+            return Ok((g.f_abs()?.f_amax([-1i64].as_slice(), false)?, None));
         }
-        let p = self.project(&x.f_sub(g)?, None)?.f_sub(x)?;
-        Ok(p.f_abs()?.f_amax([-1i64].as_slice(), false)?)
+        let p = self.project(&x.f_sub(g)?, None)?.f_sub(x)?; // [b, n]
+        let free = p
+            .f_ne(0.0)?
+            .f_logical_or(&g.f_eq(0.0)?)?
+            .f_to_kind(x.kind())?;
+        Ok((p.f_abs()?.f_amax([-1i64].as_slice(), false)?, Some(free)))
     }
 
     fn compact(&mut self, keep: &Tensor) -> Result<()> {
@@ -403,6 +393,10 @@ struct State {
     f: Vec<f64>,    // [b]
     s_hist: Tensor, // [m, b, n]
     y_hist: Tensor, // [m, b, n]
+    /// Free mask F [b, n] at x (None without bounds).
+    free: Option<Tensor>,
+    sy_hist: Tensor, // [m, b]: s_jᵀy_j
+    yy_hist: Tensor, // [m, b]: |y_j|²
     /// valid[slot * m + j]: pair in ring slot j is usable by this problem.
     valid: Vec<bool>,
     running: Vec<bool>,
@@ -499,6 +493,9 @@ impl<'a> Engine<'a> {
             f: vec![0.0; b],
             s_hist: zeros.f_detach_copy()?,
             y_hist: zeros,
+            free: None,
+            sy_hist: Tensor::f_zeros([m as i64, bsz], (kind, device))?,
+            yy_hist: Tensor::f_ones([m as i64, bsz], (kind, device))?,
             valid: vec![false; b * m],
             running: vec![true; b],
             iters: vec![0; b],
@@ -581,7 +578,9 @@ impl<'a> Engine<'a> {
         let (f, g) = self.eval(&self.st.x.shallow_clone(), None)?;
         self.st.f = f;
         self.st.g = g;
-        let pg = to_vec(&self.boxes.pg_norm(&self.st.x, &self.st.g)?)?;
+        let (pg, free) = self.boxes.pg_and_free(&self.st.x, &self.st.g)?;
+        let pg = to_vec(&pg)?;
+        self.st.free = free;
         self.update_pg(&pg);
         for slot in 0..self.b() {
             self.st.evals[slot] = 1;
@@ -653,8 +652,15 @@ impl<'a> Engine<'a> {
         let kt = idx_tensor(&keep_i, self.device)?;
         st.x = st.x.f_index_select(0, &kt)?;
         st.g = st.g.f_index_select(0, &kt)?;
-        st.s_hist = st.s_hist.f_index_select(1, &kt)?;
-        st.y_hist = st.y_hist.f_index_select(1, &kt)?;
+        if st.s_hist.size()[1] > 0 {
+            st.s_hist = st.s_hist.f_index_select(1, &kt)?;
+            st.y_hist = st.y_hist.f_index_select(1, &kt)?;
+        }
+        if let Some(f) = &st.free {
+            st.free = Some(f.f_index_select(0, &kt)?);
+        }
+        st.sy_hist = st.sy_hist.f_index_select(1, &kt)?;
+        st.yy_hist = st.yy_hist.f_index_select(1, &kt)?;
         st.orig = keep.iter().map(|&s| st.orig[s]).collect();
         st.orig_t = idx_tensor(&st.orig, self.device)?;
         st.f = keep.iter().map(|&s| st.f[s]).collect();
@@ -674,6 +680,10 @@ impl<'a> Engine<'a> {
         for slot in 0..self.b() {
             self.st.running[slot] = false;
         }
+        // Only x is needed now: drop the memory before compacting.
+        let empty = Tensor::f_zeros([self.m as i64, 0, 0], (self.kind, self.device))?;
+        self.st.s_hist = empty.shallow_clone();
+        self.st.y_hist = empty;
         self.compact()?;
         let term = self
             .out
@@ -697,7 +707,12 @@ impl<'a> Engine<'a> {
             .collect()
     }
 
-    /// Two-loop recursion restricted to the free set: d = -H_F (F ⊙ g) for rows [lo, hi).
+    /// Two-loop recursion restricted to the free set: d = -H_F (F ⊙ g) for rows [lo, lo + c).
+    ///
+    /// Per stored pair j: restricted `y_F = F ⊙ y_j`, `ρ_j = 1 / s_jᵀy_F` (pair skipped unless
+    /// `s_jᵀy_F > ε·|y_j|²`, a test at least as strict as `ε·|y_F|²`); γ = s_jᵀy_F / |y_F|² of the newest
+    /// pair when usable, else the full γ of the newest valid pair. Without bounds the stored full
+    /// `s_jᵀy_j`, `|y_j|²` are used and no masking happens (plain L-BFGS).
     fn direction_rows(
         &self,
         g: &Tensor,            // [c, n]
@@ -711,37 +726,47 @@ impl<'a> Engine<'a> {
             None => g.f_detach_copy()?,
         }; // [c, n]
         let order = self.slots_newest_first();
+        let sy_all = self.st.sy_hist.f_narrow(1, lo, c)?; // [m, c]
+        let yy_all = self.st.yy_hist.f_narrow(1, lo, c)?; // [m, c]
+                                                          // Full γ of the newest valid pair (fallback), 1 when there is none.
         let mut gamma = Tensor::f_ones([c], (self.kind, self.device))?;
-        let mut unset = Tensor::f_ones([c], (Kind::Bool, self.device))?;
+        for &j in order.iter().rev() {
+            let v = valid.f_get(j as i64)?.f_narrow(0, lo, c)?;
+            let gj = sy_all.f_get(j as i64)?.f_div(&yy_all.f_get(j as i64)?)?;
+            gamma = gj.f_where_self(&v, &gamma)?;
+        }
         let mut saved = Vec::with_capacity(order.len());
-        for &j in &order {
+        for (k, &j) in order.iter().enumerate() {
             let s = self.st.s_hist.f_get(j as i64)?.f_narrow(0, lo, c)?; // [c, n]
             let y = self.st.y_hist.f_get(j as i64)?.f_narrow(0, lo, c)?; // [c, n]
-            let ym = match free {
-                Some(fm) => y.f_mul(fm)?,
-                None => y.shallow_clone(),
+            let v = valid.f_get(j as i64)?.f_narrow(0, lo, c)?; // [c]
+            let yy_full = yy_all.f_get(j as i64)?; // [c]
+            let (ym, sy) = match free {
+                Some(fm) => {
+                    let ym = y.f_mul(fm)?; // [c, n]
+                    let sy = bdot(&s, &ym)?; // [c]
+                    (ym, sy)
+                }
+                None => (y.shallow_clone(), sy_all.f_get(j as i64)?),
             };
-            let sy = bdot(&s, &ym)?; // [c]
-            let yy = bdot(&ym, &ym)?; // [c]
-            let ok = valid
-                .f_get(j as i64)?
-                .f_narrow(0, lo, c)?
-                .f_logical_and(&sy.f_gt_tensor(&yy.f_mul_scalar(self.eps)?)?)?;
+            let ok = v.f_logical_and(&sy.f_gt_tensor(&yy_full.f_mul_scalar(self.eps)?)?)?;
+            if k == 0 && free.is_some() {
+                let g_r = sy.f_div(&bdot(&ym, &ym)?)?;
+                gamma = g_r.f_where_self(&ok, &gamma)?;
+            }
             let rho = sy.f_reciprocal()?.f_where_self(&ok, &sy.f_zeros_like()?)?; // [c]
-            let newly = ok.f_logical_and(&unset)?;
-            gamma = sy.f_div(&yy)?.f_where_self(&newly, &gamma)?;
-            unset = unset.f_logical_and(&ok.f_logical_not()?)?;
             let alpha = rho.f_mul(&bdot(&s, &q)?)?; // [c]
             let _ = q.f_addcmul_(&ym, &alpha.f_neg()?.f_unsqueeze(1)?)?;
-            saved.push((s, y, rho, alpha));
+            saved.push((s, ym, rho, alpha));
         }
         let mut r = q.f_mul(&gamma.f_unsqueeze(1)?)?; // [c, n]
-        for (s, y, rho, alpha) in saved.iter().rev() {
-            let beta = rho.f_mul(&bdot(y, &r)?)?; // [c]
+        for (s, ym, rho, alpha) in saved.iter().rev() {
+            // ym is zero off the free set, so ymᵀr only sees r's free part.
+            let beta = rho.f_mul(&bdot(ym, &r)?)?; // [c]
             let _ = r.f_addcmul_(s, &alpha.f_sub(&beta)?.f_unsqueeze(1)?)?;
-            if let Some(fm) = free {
-                let _ = r.f_mul_(fm)?;
-            }
+        }
+        if let Some(fm) = free {
+            let _ = r.f_mul_(fm)?;
         }
         Ok(r.f_neg()?)
     }
@@ -793,7 +818,7 @@ impl<'a> Engine<'a> {
     /// One iteration of every running problem.
     fn iterate(&mut self) -> Result<()> {
         let b = self.b();
-        let free = self.boxes.free_mask(&self.st.x, &self.st.g)?; // [b, n] or None
+        let free = self.st.free.as_ref().map(|f| f.shallow_clone()); // [b, n] or None
         let mut d = self.direction(free.as_ref())?; // [b, n]
         let mut gtd = to_vec(&bdot(&self.st.g, &d)?)?;
         // Not a descent direction (rounding, NaN): drop memory, steepest descent on the free set.
@@ -827,12 +852,8 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let d_l2 = to_vec(
-            &d.f_square()?
-                .f_sum_dim_intlist([-1i64].as_slice(), false, None::<Kind>)?
-                .f_sqrt()?,
-        )?;
-        let d_inf = to_vec(&d.f_abs()?.f_amax([-1i64].as_slice(), false)?)?;
+        let d_l2 = to_vec(&d.f_norm_scalaropt_dim(2.0, [-1i64].as_slice(), false)?)?;
+        let d_inf = to_vec(&d.f_norm_scalaropt_dim(f64::INFINITY, [-1i64].as_slice(), false)?)?;
 
         // Line searches, one batched evaluation per round.
         let mut ls: Vec<Option<StrongWolfe>> = (0..b)
@@ -855,7 +876,10 @@ impl<'a> Engine<'a> {
             })
             .collect();
         let mut searching: Vec<usize> = (0..b).filter(|&s| ls[s].is_some()).collect();
-        let mut g_new = self.st.g.f_detach_copy()?; // [b, n] gradient at each problem's best point
+        // Gradient at each problem's best point [b, n] (None: still g), and the evaluated point when one
+        // full-batch round holds every problem's best point (the common case: it is x⁺, no recompute).
+        let mut g_new: Option<Tensor> = None;
+        let mut x_full: Option<Tensor> = None;
         while !searching.is_empty() {
             let all = searching.len() == b;
             let sub_i: Vec<i64> = searching.iter().map(|&s| s as i64).collect();
@@ -876,13 +900,14 @@ impl<'a> Engine<'a> {
                 .f_to_kind(self.kind)?
                 .f_to_device(self.device)?
                 .f_unsqueeze(1)?; // [s, 1]
-            let raw = xs.f_add(&ds.f_mul(&tt)?)?; // [s, n]
+            let raw = xs.f_addcmul(&ds, &tt)?; // [s, n]
             let xt = self.boxes.project(&raw, sub.as_ref())?;
             let (ft, gt) = self.eval(&xt, sub.as_ref())?;
             let d_eff = if self.boxes.is_free() {
                 ds
             } else {
-                ds.f_mul(&raw.f_eq_tensor(&xt)?.f_to_kind(self.kind)?)?
+                // φ'(t) along the projected path: clipped coordinates do not move.
+                ds.f_where_scalarother(&raw.f_eq_tensor(&xt)?, 0.0)?
             };
             let gtd_t = to_vec(&bdot(&gt, &d_eff)?)?;
             let mut next = Vec::with_capacity(searching.len());
@@ -900,20 +925,27 @@ impl<'a> Engine<'a> {
             }
             if !best_rows.is_empty() {
                 if best_rows.len() == b {
-                    g_new = gt;
+                    g_new = Some(gt);
+                    x_full = Some(xt);
                 } else {
+                    x_full = None;
                     let loc: Vec<i64> = best_rows.iter().map(|r| r.0).collect();
                     let slots: Vec<i64> = best_rows.iter().map(|r| r.1).collect();
-                    let _ = g_new.f_index_copy_(
+                    let gn = match g_new.take() {
+                        Some(t) => t,
+                        None => self.st.g.f_detach_copy()?,
+                    };
+                    let mut gn = gn;
+                    let _ = gn.f_index_copy_(
                         0,
                         &idx_tensor(&slots, self.device)?,
                         &gt.f_index_select(0, &idx_tensor(&loc, self.device)?)?,
                     )?;
+                    g_new = Some(gn);
                 }
             }
             searching = next;
         }
-
         // Take the steps.
         let mut steps = vec![0.0; b];
         let mut stepped = vec![false; b];
@@ -934,19 +966,29 @@ impl<'a> Engine<'a> {
             .f_to_kind(self.kind)?
             .f_to_device(self.device)?
             .f_unsqueeze(1)?; // [b, 1]
-        let mut x_new = self
-            .boxes
-            .project(&self.st.x.f_add(&d.f_mul(&tt)?)?, None)?; // [b, n]
-        if stepped.iter().any(|s| !*s) {
-            let mask = Tensor::f_from_slice(&stepped)?
-                .f_to_device(self.device)?
-                .f_unsqueeze(1)?;
-            x_new = x_new.f_where_self(&mask, &self.st.x)?;
-        }
+        let x_new = match x_full {
+            Some(x) => x,
+            None => {
+                let mut x_new = self.boxes.project(&self.st.x.f_addcmul(&d, &tt)?, None)?; // [b, n]
+                if stepped.iter().any(|s| !*s) {
+                    let mask = Tensor::f_from_slice(&stepped)?
+                        .f_to_device(self.device)?
+                        .f_unsqueeze(1)?;
+                    x_new = x_new.f_where_self(&mask, &self.st.x)?;
+                }
+                x_new
+            }
+        };
+        let g_new = match g_new {
+            Some(g) => g,
+            None => self.st.g.shallow_clone(),
+        };
         let s_vec = x_new.f_sub(&self.st.x)?; // [b, n]
         let y_vec = g_new.f_sub(&self.st.g)?; // [b, n]
-        let sy = to_vec(&bdot(&s_vec, &y_vec)?)?;
-        let yy = to_vec(&bdot(&y_vec, &y_vec)?)?;
+        let sy_t = bdot(&s_vec, &y_vec)?; // [b]
+        let yy_t = bdot(&y_vec, &y_vec)?; // [b]
+        let sy = to_vec(&sy_t)?;
+        let yy = to_vec(&yy_t)?;
         let accepted: Vec<bool> = (0..b)
             .map(|s| stepped[s] && sy[s] > self.eps * yy[s])
             .collect();
@@ -954,6 +996,8 @@ impl<'a> Engine<'a> {
             let j = self.head as i64;
             self.st.s_hist.f_get(j)?.f_copy_(&s_vec)?;
             self.st.y_hist.f_get(j)?.f_copy_(&y_vec)?;
+            self.st.sy_hist.f_get(j)?.f_copy_(&sy_t)?;
+            self.st.yy_hist.f_get(j)?.f_copy_(&yy_t)?;
             for s in 0..b {
                 self.st.valid[s * self.m + self.head] = accepted[s];
             }
@@ -962,9 +1006,10 @@ impl<'a> Engine<'a> {
         }
         self.st.x = x_new;
         self.st.g = g_new;
-
         // Stopping tests.
-        let pg = to_vec(&self.boxes.pg_norm(&self.st.x, &self.st.g)?)?;
+        let (pg, free) = self.boxes.pg_and_free(&self.st.x, &self.st.g)?;
+        let pg = to_vec(&pg)?;
+        self.st.free = free;
         self.update_pg(&pg);
         let tol = self.set.factr * f64::EPSILON;
         for s in 0..b {
