@@ -15,6 +15,7 @@ Writes into tests/fixtures/units/ (all files small, deterministic given torch 2.
   stats_ref.json        scipy references: entropy, Mann-Whitney U (two-sided, asymptotic, continuity).
 
 Run: /work/main/.venv/bin/python scripts/make_units_fixtures.py [--out tests/fixtures/units]
+     ... --mnist-conv /tmp/mnist_conv.pt   (only: the benchmark's MNIST conv net, random weights, not committed)
 """
 import argparse
 import json
@@ -64,6 +65,45 @@ class TinyConv(nn.Module):
         if name == "fc1":
             return h
         h = self.fc2(h)  # [B,10]
+        if name == "logits":
+            return h
+        raise RuntimeError("unknown layer " + name)
+
+
+class MnistConv(nn.Module):
+    """A paper-like MNIST Conv net (conv -> max-pool -> FC -> dropout -> softmax) for benchmarks:
+    conv1 (1->32, 5x5) + ReLU -> max-pool 2 (pool1: [32,12,12] = 4608 units) -> fc1 (4608->128) + ReLU
+    -> fc2 (128->10). Random weights; not committed (written with --mnist-conv PATH)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 5)
+        self.fc1 = nn.Linear(32 * 12 * 12, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.layer(x, "logits")
+
+    @torch.jit.export
+    def layer_names(self) -> List[str]:
+        return ["conv1", "pool1", "fc1", "logits"]
+
+    @torch.jit.export
+    def input_shape(self) -> List[int]:
+        return [1, 28, 28]
+
+    @torch.jit.export
+    def layer(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        h = F.relu(self.conv1(x))  # [B,32,24,24]
+        if name == "conv1":
+            return h
+        h = F.max_pool2d(h, 2)  # [B,32,12,12]
+        if name == "pool1":
+            return h
+        h = F.relu(self.fc1(h.flatten(1)))  # [B,128]
+        if name == "fc1":
+            return h
+        h = self.fc2(h)
         if name == "logits":
             return h
         raise RuntimeError("unknown layer " + name)
@@ -224,7 +264,13 @@ def make_stats(out: str):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "units"))
+    ap.add_argument("--mnist-conv", default="", help="only write the benchmark MNIST conv net to this path")
     args = ap.parse_args()
+    if args.mnist_conv:
+        torch.manual_seed(0)
+        save_script(MnistConv(), args.mnist_conv)
+        print("wrote", args.mnist_conv)
+        return
     out = args.out
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)

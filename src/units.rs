@@ -1129,7 +1129,10 @@ pub fn draw_figures(
             let imgs = data.fetch(&idx)?; // [k, C, H, W]
             let images: Vec<Tensor> = (0..idx.len() as i64).map(|i| imgs.get(i)).collect();
             let mut label = match l.unit {
-                Some(u) => format!("unit {u}\n{}", dirs.unit_position(u)),
+                Some(u) if dirs.layer_shape.len() > 1 => {
+                    format!("unit {u}\n{}", dirs.unit_position(u))
+                }
+                Some(u) => format!("unit {u}"),
                 None => format!("{} {}", kind.as_str(), l.index),
             };
             if let Some(ls) = &labels {
@@ -1368,4 +1371,75 @@ pub fn run(args: &UnitsArgs) -> Result<UnitsOutcome> {
     )?;
     println!("{}", summary.conclusion);
     Ok(UnitsOutcome::Done(Box::new(summary)))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Benchmark
+// ---------------------------------------------------------------------------------------------------------
+
+/// Timing of one streaming pass (see `benches/units.rs`).
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub model: String,
+    pub layer: String,
+    pub data: String,
+    pub images: usize,
+    pub directions: usize,
+    pub batch: usize,
+    /// Whole pass: loading/decoding, forward to the layer, projections, top-k.
+    pub seconds: f64,
+    pub images_per_s: f64,
+    /// Forward passes alone (to the layer) over the same number of images, on one cached batch.
+    pub forward_only_seconds: f64,
+}
+
+/// Times one full [`scan`] and the forward passes alone.
+#[allow(clippy::too_many_arguments)]
+pub fn bench(
+    model: &dyn Classifier,
+    data: &dyn Dataset,
+    layer: &str,
+    units: Count,
+    random: usize,
+    top: usize,
+    batch: usize,
+    seed: u64,
+) -> Result<BenchResult> {
+    let shape = layer_shape(model, layer)?;
+    let dirs = make_directions(&shape, units, random, 0, seed)?;
+    let t0 = std::time::Instant::now();
+    let s = scan(model, data, layer, &dirs, top, batch, false)?;
+    if model.device().is_cuda() {
+        tch::Cuda::synchronize(0);
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    // Forward only: the first batch, repeated to cover as many images.
+    let first = data
+        .batches(batch)
+        .next()
+        .ok_or_else(|| Error::Invalid("empty data set".into()))??;
+    let x = first.images.to_device(model.device()).to_kind(Kind::Float);
+    let per = x.size()[0].max(1) as usize;
+    let _g = tch::no_grad_guard();
+    let t1 = std::time::Instant::now();
+    let mut done = 0;
+    while done < s.n_images {
+        let _ = model.layer(&x, layer)?;
+        done += per;
+    }
+    if model.device().is_cuda() {
+        tch::Cuda::synchronize(0);
+    }
+    let fwd = t1.elapsed().as_secs_f64() * (s.n_images as f64 / done.max(1) as f64);
+    Ok(BenchResult {
+        model: model.name().to_string(),
+        layer: layer.to_string(),
+        data: data.describe(),
+        images: s.n_images,
+        directions: dirs.total(),
+        batch,
+        seconds,
+        images_per_s: s.n_images as f64 / seconds,
+        forward_only_seconds: fwd,
+    })
 }
