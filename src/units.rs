@@ -274,11 +274,28 @@ impl Directions {
     }
 }
 
+/// Standard normal matrix [dim, k] (f64, CPU) from a ChaCha8 stream (Box-Muller): the same numbers on
+/// every machine and libtorch version, and libtorch's global generator is left alone.
+pub fn gaussian(dim: i64, k: usize, seed: u64) -> Tensor {
+    let n = (dim.max(0) as usize) * k;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut v = Vec::with_capacity(n + 1);
+    while v.len() < n {
+        let u1: f64 = 1.0 - rng.gen::<f64>(); // (0, 1]
+        let u2: f64 = rng.gen::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = 2.0 * std::f64::consts::PI * u2;
+        v.push(r * t.cos());
+        v.push(r * t.sin());
+    }
+    v.truncate(n);
+    Tensor::from_slice(&v).view([dim, k as i64])
+}
+
 /// `k` random unit-length directions in R^dim as columns, [dim, k] f32 (CPU, from `seed`).
 pub fn random_directions(dim: i64, k: usize, seed: u64) -> Tensor {
     let _g = tch::no_grad_guard();
-    tch::manual_seed(seed as i64);
-    let g = Tensor::randn([dim, k as i64], (Kind::Float, Device::Cpu)); // [D, k]
+    let g = gaussian(dim, k, seed).to_kind(Kind::Float); // [D, k]
     let norms = g.norm_scalaropt_dim(2.0, [0], true).clamp_min(1e-12); // [1, k]
     g / norms
 }
@@ -292,8 +309,7 @@ pub fn random_orthonormal(dim: i64, k: usize, seed: u64) -> Result<Tensor> {
         )));
     }
     let _g = tch::no_grad_guard();
-    tch::manual_seed(seed as i64);
-    let g = Tensor::randn([dim, k as i64], (Kind::Double, Device::Cpu)); // [D, k]
+    let g = gaussian(dim, k, seed); // [D, k] f64
     let (q, r) = Tensor::f_linalg_qr(&g, "reduced")?; // q [D, k], r [k, k]
     let d = r.diagonal(0, 0, 1).sign(); // [k]
     let d = d.where_self(&d.ne(0.0), &d.ones_like());
@@ -1184,7 +1200,8 @@ pub struct UnitsArgs {
     /// A zoo model folder or a TorchScript file (.pt).
     #[arg(long)]
     pub model: PathBuf,
-    /// The layer to analyse (see --list-layers).
+    /// The layer to analyse (see --list-layers), or `all`: every layer but the logits, each in its own
+    /// sub-folder of --out, with a `layers.csv` overview.
     #[arg(long)]
     pub layer: Option<String>,
     /// mnist-test, mnist-train, or an image folder (class sub-folders or flat).
@@ -1241,7 +1258,7 @@ pub struct UnitsArgs {
 /// What `run` did.
 #[derive(Debug)]
 pub enum UnitsOutcome {
-    /// `--list-layers`: the layer names (also printed).
+    /// `--list-layers`: the layer names (also printed); `--layer all`: the layers analysed.
     Layers(Vec<String>),
     /// The analysis; its files are in the output folder.
     Done(Box<UnitsSummary>),
@@ -1355,22 +1372,108 @@ pub fn run(args: &UnitsArgs) -> Result<UnitsOutcome> {
         .ok_or_else(|| Error::Invalid("--out <folder> is required".into()))?;
     let data = open_data(&args.data, model.as_ref(), args)?;
     let ortho = if args.orthogonal { args.random } else { 0 };
-    let summary = analyse(
-        model.as_ref(),
-        data.as_ref(),
-        layer,
-        args.units,
-        args.random,
-        ortho,
-        args.top,
-        args.batch,
-        args.seed,
-        args.bootstrap,
-        out,
-        (!args.no_figures).then_some((args.fig_rows, args.fig_cols)),
-    )?;
-    println!("{}", summary.conclusion);
-    Ok(UnitsOutcome::Done(Box::new(summary)))
+    let layers: Vec<String> = if layer == "all" {
+        model
+            .layer_names()
+            .into_iter()
+            .filter(|n| n != "logits")
+            .collect()
+    } else {
+        vec![layer.to_string()]
+    };
+    let mut summaries = Vec::new();
+    for l in &layers {
+        let dir = if layers.len() > 1 {
+            out.join(sanitize(l))
+        } else {
+            out.to_path_buf()
+        };
+        let summary = analyse(
+            model.as_ref(),
+            data.as_ref(),
+            l,
+            args.units,
+            args.random,
+            ortho,
+            args.top,
+            args.batch,
+            args.seed,
+            args.bootstrap,
+            &dir,
+            (!args.no_figures).then_some((args.fig_rows, args.fig_cols)),
+        )?;
+        println!("[{l}] {}", summary.conclusion);
+        summaries.push(summary);
+    }
+    if layers.len() > 1 {
+        write_layers_csv(&out.join("layers.csv"), &summaries)?;
+    }
+    match summaries.len() {
+        1 => Ok(UnitsOutcome::Done(Box::new(summaries.remove(0)))),
+        _ => Ok(UnitsOutcome::Layers(layers)),
+    }
+}
+
+/// A layer name as a folder name (`features.0` stays, `/` and other odd characters become `_`).
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Writes `layers.csv` (`--layer all`): one line per layer and kind, with the units-vs-kind test.
+pub fn write_layers_csv(path: &Path, summaries: &[UnitsSummary]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "layer",
+        "kind",
+        "directions",
+        "tie_decided",
+        "used",
+        "purity",
+        "purity_lo",
+        "purity_hi",
+        "entropy_bits",
+        "entropy_lo",
+        "entropy_hi",
+        "purity_diff_vs_units",
+        "mannwhitney_p_purity",
+        "chance_purity",
+        "chance_entropy_bits",
+    ])
+    .map_err(|e| csv_err(path, e))?;
+    let f = |x: Option<f64>| x.map(|v| format!("{v:.6}")).unwrap_or_default();
+    for s in summaries {
+        for k in &s.kinds {
+            let comp = s.comparisons.iter().find(|c| c.against == k.kind);
+            w.write_record([
+                s.layer.clone(),
+                k.kind.as_str().to_string(),
+                k.directions.to_string(),
+                k.tie_decided.to_string(),
+                k.used.to_string(),
+                f(k.purity.map(|e| e.mean)),
+                f(k.purity.map(|e| e.lo)),
+                f(k.purity.map(|e| e.hi)),
+                f(k.entropy_bits.map(|e| e.mean)),
+                f(k.entropy_bits.map(|e| e.lo)),
+                f(k.entropy_bits.map(|e| e.hi)),
+                f(comp.and_then(|c| c.purity_diff.map(|e| e.mean))),
+                f(comp.and_then(|c| c.purity_test.map(|t| t.p_value))),
+                f(s.chance.map(|c| c.purity.mean)),
+                f(s.chance.map(|c| c.entropy_bits.mean)),
+            ])
+            .map_err(|e| csv_err(path, e))?;
+        }
+    }
+    let bytes = w.into_inner().map_err(|e| csv_err(path, e))?;
+    crate::io::write_atomic(path, &bytes)
 }
 
 // ---------------------------------------------------------------------------------------------------------

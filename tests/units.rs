@@ -302,6 +302,54 @@ fn directions_are_normalised_and_orthonormal() {
     );
 }
 
+#[test]
+fn gaussian_directions_have_normal_moments() {
+    let g = units::gaussian(1000, 200, 11); // 200,000 draws
+    let v = Vec::<f64>::try_from(&g.view([-1])).unwrap();
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    let within1 = v.iter().filter(|x| x.abs() < 1.0).count() as f64 / n;
+    let kurt = v.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / n / (var * var);
+    assert!(mean.abs() < 0.01, "{mean}");
+    assert!((var - 1.0).abs() < 0.01, "{var}");
+    assert!((within1 - 0.682_689).abs() < 0.004, "{within1}"); // erf(1/√2)
+    assert!((kurt - 3.0).abs() < 0.05, "{kurt}");
+}
+
+#[test]
+fn run_all_layers_writes_overview() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = units::UnitsArgs {
+        model: fx("tiny_conv.pt"),
+        layer: Some("all".into()),
+        data: "mnist-test".into(),
+        units: Count::N(8),
+        random: 8,
+        orthogonal: false,
+        top: 4,
+        out: Some(dir.path().to_path_buf()),
+        list_layers: false,
+        seed: 0,
+        device: "cpu".into(),
+        batch: 2000,
+        on_bad_image: OnBadImage::Skip,
+        labels: None,
+        resize: None,
+        fig_rows: 3,
+        fig_cols: 4,
+        bootstrap: 100,
+        no_figures: true,
+    };
+    match units::run(&args).unwrap() {
+        units::UnitsOutcome::Layers(l) => assert_eq!(l, vec!["conv1", "pool1", "fc1"]),
+        other => panic!("{other:?}"),
+    }
+    let mut rdr = csv::Reader::from_path(dir.path().join("layers.csv")).unwrap();
+    assert_eq!(rdr.records().count(), 6); // 3 layers × (unit, random)
+    assert!(dir.path().join("pool1/topk.csv").is_file());
+}
+
 // ------------------------------------------------------------------------------------------------ scan
 
 /// Brute force: every score in one dense matrix, sorted per direction (score desc, index asc).
