@@ -463,20 +463,24 @@ pub fn scan(
             continue;
         }
         let bn = b.indices.len() as i64;
-        let x = b.images.to_device(dev).to_kind(Kind::Float); // [b, ..input]
-        let phi = model
-            .layer(&x, layer)?
-            .to_kind(Kind::Float)
-            .reshape([bn, -1]); // [b, D]
+        let x = b.images.f_to_device(dev)?.f_to_kind(Kind::Float)?; // [b, ..input]
+        let phi = model.layer(&x, layer)?.f_to_kind(Kind::Float)?;
+        if phi.dim() == 0 || phi.size()[0] != bn {
+            return Err(Error::Shape(format!(
+                "layer `{layer}` returned {:?} for a batch of {bn}; expected [B, ...]",
+                phi.size()
+            )));
+        }
+        let phi = phi.f_reshape([bn, -1])?; // [b, D]
         if phi.size()[1] != dim {
             return Err(Error::Shape(format!(
                 "layer `{layer}` gave {} values per example, the directions have {dim}",
                 phi.size()[1]
             )));
         }
-        let su = phi.index_select(1, &units); // [b, Ku]
-        let sr = phi.matmul(&proj); // [b, Kr + Ko]
-        let s = Tensor::cat(&[su, sr], 1); // [b, K]
+        let su = phi.f_index_select(1, &units)?; // [b, Ku]
+        let sr = phi.f_matmul(&proj)?; // [b, Kr + Ko]
+        let s = Tensor::f_cat(&[su, sr], 1)?; // [b, K]
         let sd = s.to_kind(Kind::Double);
         sum += sd.sum_dim_intlist([0i64].as_slice(), false, Kind::Double);
         sumsq += (&sd * &sd).sum_dim_intlist([0i64].as_slice(), false, Kind::Double);
@@ -489,12 +493,12 @@ pub fn scan(
             .unsqueeze(1)
             .expand([bn, k], false); // [b, K]
         let (cs, ci) = match (&best_s, &best_i) {
-            (Some(ps), Some(pi)) => (Tensor::cat(&[ps, &s], 0), Tensor::cat(&[pi, &bi], 0)),
+            (Some(ps), Some(pi)) => (Tensor::f_cat(&[ps, &s], 0)?, Tensor::f_cat(&[pi, &bi], 0)?),
             _ => (s, bi.contiguous()),
         };
         let m = keep.min(cs.size()[0]);
-        let (vals, pos) = cs.topk(m, 0, true, true); // [m, K]
-        best_i = Some(ci.gather(0, &pos, false));
+        let (vals, pos) = cs.f_topk(m, 0, true, true)?; // [m, K]
+        best_i = Some(ci.f_gather(0, &pos, false)?);
         best_s = Some(vals);
         n_images += b.indices.len();
     }
@@ -1319,6 +1323,12 @@ pub fn analyse(
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     dirs.save(&out.join("directions.safetensors"))?;
     let scan = scan(model, data, layer, &dirs, top, batch, true)?;
+    if scan.n_images <= top {
+        log::warn!(
+            "only {} images for --top {top}: every top list is the whole data set",
+            scan.n_images
+        );
+    }
     let labels = data.labels();
     let level = 0.95;
     let (kinds, chance, comparisons, conclusion) =
