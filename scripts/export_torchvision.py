@@ -158,24 +158,35 @@ def main():
     net = build(args.arch, args.weights, args.seed)
     sequential = all(hasattr(net, a) for a in ("features", "avgpool", "classifier")) and isinstance(
         net.features, nn.Sequential) and isinstance(net.classifier, nn.Sequential) and not args.layers
-    if sequential:
-        wrapped = SequentialExport(net, args.size)
-    else:
-        nodes = [n for n in args.layers.split(",") if n] or [n for n, _ in net.named_children()]
-        wrapped = GraphExport(net, nodes, args.size)
-    wrapped.eval()
-    scripted = torch.jit.script(wrapped)
-    # Check: the scripted model reproduces the eager one on a random [0, 1] batch.
     x = torch.rand(2, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         want = net(Normalise()(x))
-        got = scripted(x)
-        names = scripted.layer_names()
-        for n in names:
-            scripted.layer(x, n)
-    err = (want - got).abs().max().item()
-    if err > 1e-4 * (1 + want.abs().max().item()):
-        sys.exit(f"scripted model differs from the eager one by {err}")
+
+    def export(wrapped):
+        """Scripts `wrapped` and checks it against the eager model on a random [0, 1] batch."""
+        scripted = torch.jit.script(wrapped.eval())
+        with torch.no_grad():
+            got = scripted(x)
+            names = scripted.layer_names()
+            for n in names:
+                scripted.layer(x, n)
+        err = (want - got).abs().max().item()
+        if err > 1e-4 * (1 + want.abs().max().item()):
+            raise RuntimeError(f"scripted model differs from the eager one by {err}")
+        return scripted, got, names
+
+    nodes = [n for n in args.layers.split(",") if n] or [n for n, _ in net.named_children()]
+    try:
+        if not sequential:
+            raise RuntimeError("not a features/avgpool/classifier model")
+        scripted, got, names = export(SequentialExport(net, args.size))
+    except Exception as e:  # e.g. ConvNeXt: its classifier does not start from a flat vector
+        if sequential:
+            print(f"sequential export failed ({str(e).splitlines()[0]}); using the fx feature extractor")
+        try:
+            scripted, got, names = export(GraphExport(net, nodes, args.size))
+        except Exception as e2:
+            sys.exit(f"cannot export {args.arch}: {e2}")
     scripted.save(args.out)
     print(f"wrote {args.out}: {args.arch}, input [3, {args.size}, {args.size}] in [0, 1], "
           f"{got.shape[1]} classes, {len(names)} layers: {', '.join(names)}")
