@@ -1,4 +1,5 @@
-//! Reports: tables beside the paper's values (Markdown + CSV), figures drawn with plotters.
+//! Reports: tables beside the paper's values, figures drawn with plotters.
 
+pub mod figures;
 pub mod paper;
 pub mod tables;
