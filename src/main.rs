@@ -79,6 +79,9 @@ enum Cmd {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Units vs random directions (paper §3, Figs 1–4): the top images of a data set for units and random
+    /// directions of a layer, as CSV, figures and label-purity statistics.
+    Units(blindspot::units::UnitsArgs),
     /// Benchmarks (results go to docs/benchmarks.md by hand, with machine and date).
     Bench {
         #[command(subcommand)]
@@ -206,6 +209,12 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 100.0 * err,
                 (err * set.len() as f64).round() as i64
             );
+        }
+        Cmd::Units(a) => {
+            if let blindspot::units::UnitsOutcome::Done(s) = blindspot::units::run(&a)? {
+                println!("{}: layer {} over {} images", s.model, s.layer, s.n_images);
+                println!("{}", s.conclusion);
+            }
         }
         Cmd::Bench { which } => match which {
             BenchCmd::FwdBwd {

@@ -6,7 +6,8 @@ use std::process::{Command, Output};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_blindspot"));
-    c.env("BLINDSPOT_NO_PROGRESS", "1").env("BLINDSPOT_MNIST", root().join("assets/mnist"));
+    c.env("BLINDSPOT_NO_PROGRESS", "1")
+        .env("BLINDSPOT_MNIST", root().join("assets/mnist"));
     c
 }
 
@@ -15,11 +16,19 @@ fn root() -> PathBuf {
 }
 
 fn run(args: &[&str], cwd: &Path) -> Output {
-    bin().args(args).current_dir(cwd).output().expect("spawn blindspot")
+    bin()
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("spawn blindspot")
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 const TINY: &str = "name: tiny\nseed: 5\nmodels:\n  - name: softmax1\n    arch: {kind: softmax}\n    weight_decay: [1.0e-4]\n    optimizer: {kind: lbfgs, max_iter: 15}\n";
@@ -34,7 +43,10 @@ fn version_and_help_are_complete() {
         let o = run(&[sub, "--help"], d.path());
         assert!(o.status.success(), "{sub} --help failed");
         let t = text(&o);
-        assert!(t.contains("Usage:") && t.len() > 200, "{sub} help too thin: {t}");
+        assert!(
+            t.contains("Usage:") && t.len() > 200,
+            "{sub} help too thin: {t}"
+        );
     }
 }
 
@@ -47,24 +59,55 @@ fn run_is_resumable_and_rerun_skips() {
     let t = text(&o);
     assert!(t.contains("trained: 1 | up to date: 0"), "{t}");
     let rd = d.path().join("runs/tiny");
-    for f in ["report.md", "models.csv", "config.resolved.yaml", "data/split.json", "models/softmax1/model.json", "models/softmax1/weights.safetensors", "models/softmax1/train_log.csv"] {
+    for f in [
+        "report.md",
+        "models.csv",
+        "config.resolved.yaml",
+        "data/split.json",
+        "models/softmax1/model.json",
+        "models/softmax1/weights.safetensors",
+        "models/softmax1/train_log.csv",
+    ] {
         assert!(rd.join(f).exists(), "missing {f}");
     }
     let report = std::fs::read_to_string(rd.join("report.md")).unwrap();
-    assert!(report.contains("| softmax1 |") && report.contains("7.40%"), "paper value beside ours: {report}");
+    assert!(
+        report.contains("| softmax1 |") && report.contains("7.40%"),
+        "paper value beside ours: {report}"
+    );
     let o = run(&["run", "tiny.yaml"], d.path());
-    assert!(text(&o).contains("trained: 0 | up to date: 1"), "{}", text(&o));
+    assert!(
+        text(&o).contains("trained: 0 | up to date: 1"),
+        "{}",
+        text(&o)
+    );
     // a changed configuration retrains
-    std::fs::write(d.path().join("tiny.yaml"), TINY.replace("max_iter: 15", "max_iter: 16")).unwrap();
+    std::fs::write(
+        d.path().join("tiny.yaml"),
+        TINY.replace("max_iter: 15", "max_iter: 16"),
+    )
+    .unwrap();
     let o = run(&["run", "tiny.yaml"], d.path());
-    assert!(text(&o).contains("trained: 1 | up to date: 0"), "{}", text(&o));
+    assert!(
+        text(&o).contains("trained: 1 | up to date: 0"),
+        "{}",
+        text(&o)
+    );
     // an interrupted stage (no .done.json) is redone
     std::fs::remove_file(rd.join("models/softmax1/.done.json")).unwrap();
     let o = run(&["run", "tiny.yaml"], d.path());
-    assert!(text(&o).contains("trained: 1 | up to date: 0"), "{}", text(&o));
+    assert!(
+        text(&o).contains("trained: 1 | up to date: 0"),
+        "{}",
+        text(&o)
+    );
     // shards: 1/2 has no models here, so nothing is trained and the (already complete) report is rewritten
     let o = run(&["run", "tiny.yaml", "--shard", "1/2"], d.path());
-    assert!(o.status.success() && text(&o).contains("trained: 0"), "{}", text(&o));
+    assert!(
+        o.status.success() && text(&o).contains("trained: 0"),
+        "{}",
+        text(&o)
+    );
     let o = run(&["run", "tiny.yaml", "--shard", "2/2"], d.path());
     assert!(!o.status.success(), "bad shard must fail");
 }
@@ -74,40 +117,76 @@ fn train_eval_and_same_seed_gives_identical_weights() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("tiny.yaml"), TINY).unwrap();
     for out in ["a", "b"] {
-        let o = run(&["train", "tiny.yaml", "--model", "softmax1", "--out", out], d.path());
+        let o = run(
+            &["train", "tiny.yaml", "--model", "softmax1", "--out", out],
+            d.path(),
+        );
         assert!(o.status.success(), "{}", text(&o));
     }
     let a = std::fs::read(d.path().join("a/weights.safetensors")).unwrap();
     let b = std::fs::read(d.path().join("b/weights.safetensors")).unwrap();
     assert!(a == b, "same seed on CPU must give bit-identical weights");
-    let o = run(&["train", "tiny.yaml", "--model", "softmax1", "--out", "c", "--seed", "6"], d.path());
+    let o = run(
+        &[
+            "train",
+            "tiny.yaml",
+            "--model",
+            "softmax1",
+            "--out",
+            "c",
+            "--seed",
+            "6",
+        ],
+        d.path(),
+    );
     assert!(o.status.success());
-    assert!(std::fs::read(d.path().join("c/weights.safetensors")).unwrap() != a, "another seed, other weights");
+    assert!(
+        std::fs::read(d.path().join("c/weights.safetensors")).unwrap() != a,
+        "another seed, other weights"
+    );
 
-    let rec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.path().join("a/model.json")).unwrap()).unwrap();
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path().join("a/model.json")).unwrap())
+            .unwrap();
     let recorded = rec["errors"]["test"].as_f64().unwrap();
     let o = run(&["eval", "--model", "a", "--split", "test"], d.path());
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains(&format!("error {:.4}%", 100.0 * recorded)), "{} vs {recorded}", text(&o));
+    assert!(
+        text(&o).contains(&format!("error {:.4}%", 100.0 * recorded)),
+        "{} vs {recorded}",
+        text(&o)
+    );
     for split in ["train", "p1", "p2"] {
         let o = run(&["eval", "--model", "a", "--split", split], d.path());
         assert!(o.status.success(), "{split}: {}", text(&o));
     }
     let o = run(&["train", "tiny.yaml", "--model", "nope"], d.path());
-    assert!(!o.status.success() && text(&o).contains("softmax1"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("softmax1"),
+        "{}",
+        text(&o)
+    );
 
     // the documented PyTorch loader reads the same model and finds the same error
     let py = root().join(".venv/bin/python");
     if py.exists() {
         let o = Command::new(&py)
-            .args([root().join("scripts/load_in_pytorch.py").to_str().unwrap(), "a", "--json", "--mnist"])
+            .args([
+                root().join("scripts/load_in_pytorch.py").to_str().unwrap(),
+                "a",
+                "--json",
+                "--mnist",
+            ])
             .arg(root().join("assets/mnist"))
             .current_dir(d.path())
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", text(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert!((v["test_error"].as_f64().unwrap() - recorded).abs() < 1.5e-4, "PyTorch {v} vs ours {recorded}");
+        assert!(
+            (v["test_error"].as_f64().unwrap() - recorded).abs() < 1.5e-4,
+            "PyTorch {v} vs ours {recorded}"
+        );
     }
 }
 
@@ -121,14 +200,27 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         assert!(t.contains(needle), "{args:?}: expected `{needle}` in: {t}");
         assert!(!t.contains("panicked"), "{args:?} panicked: {t}");
     };
-    check(&["eval", "--model", "missing-dir"], "model folder not found");
-    std::fs::write(d.path().join("bad.yaml"), TINY.replace("seed: 5", "seed: 5\ncolour: red")).unwrap();
+    check(
+        &["eval", "--model", "missing-dir"],
+        "model folder not found",
+    );
+    std::fs::write(
+        d.path().join("bad.yaml"),
+        TINY.replace("seed: 5", "seed: 5\ncolour: red"),
+    )
+    .unwrap();
     check(&["run", "bad.yaml"], "unknown field `colour`");
     check(&["run", "nonexistent.yaml"], "nonexistent.yaml");
     std::fs::write(d.path().join("tiny.yaml"), TINY).unwrap();
     if !tch::Cuda::is_available() {
         check(&["run", "tiny.yaml", "--device", "cuda"], "no CUDA device");
-        check(&["eval", "--model", "x", "--device", "cuda:0"], "no CUDA device");
+        check(
+            &["eval", "--model", "x", "--device", "cuda:0"],
+            "no CUDA device",
+        );
     }
-    check(&["eval", "--model", "x", "--device", "tpu"], "unknown device");
+    check(
+        &["eval", "--model", "x", "--device", "tpu"],
+        "unknown device",
+    );
 }

@@ -285,23 +285,15 @@ impl Classifier for TorchScriptClassifier {
     }
 }
 
-/// Hook for loading the paper's MNIST zoo models from a folder; the lead swaps in `crate::models::zoo::load`.
-pub type ZooLoader = fn(&Path, Device) -> Result<Box<dyn Classifier>>;
-
-fn zoo_not_wired(dir: &Path, _device: Device) -> Result<Box<dyn Classifier>> {
-    Err(Error::Invalid(format!(
-        "{}: zoo models not wired yet (give a TorchScript .pt file instead)",
-        dir.display()
-    )))
+/// Loads a zoo model folder (model.json + weights.safetensors) as a classifier.
+fn load_zoo(dir: &Path, device: Device) -> Result<Box<dyn Classifier>> {
+    Ok(Box::new(crate::models::zoo::ZooModel::load(dir, device)?))
 }
 
-/// The zoo loader used by [`load_classifier`] for folders.
-pub const ZOO_LOADER: ZooLoader = zoo_not_wired;
-
-/// Loads a classifier: a `.pt`/`.pth`/`.ts` TorchScript file, or a zoo model folder (via [`ZOO_LOADER`]).
+/// Loads a classifier: a `.pt`/`.pth`/`.ts` TorchScript file, or a zoo model folder (`crate::models::zoo::ZooModel::load`).
 pub fn load_classifier(path: &Path, device: Device) -> Result<Box<dyn Classifier>> {
     if path.is_dir() {
-        return ZOO_LOADER(path, device);
+        return load_zoo(path, device);
     }
     if !path.exists() {
         return Err(Error::format(
