@@ -11,7 +11,9 @@ pub fn parse_device(name: &str) -> Result<Device> {
         "cuda" => Device::Cuda(0),
         s if s.starts_with("cuda:") => {
             let idx: usize = s[5..].parse().map_err(|_| {
-                Error::Device(format!("`{name}`: expected cpu, cuda or cuda:N with N a number"))
+                Error::Device(format!(
+                    "`{name}`: expected cpu, cuda or cuda:N with N a number"
+                ))
             })?;
             Device::Cuda(idx)
         }

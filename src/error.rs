@@ -55,7 +55,11 @@ impl Error {
             msg: msg.into(),
         }
     }
-    pub fn config(file: impl Into<String>, field: impl Into<String>, msg: impl Into<String>) -> Self {
+    pub fn config(
+        file: impl Into<String>,
+        field: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> Self {
         Error::Config {
             file: file.into(),
             field: field.into(),

@@ -106,7 +106,10 @@ fn be_u32(b: &[u8], at: usize) -> u32 {
 /// Parses an IDX3 image file: returns (count, rows, cols, pixels).
 pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<(usize, usize, usize, Vec<u8>)> {
     if bytes.len() < 16 {
-        return Err(Error::format(path, format!("IDX image header needs 16 bytes, file has {}", bytes.len())));
+        return Err(Error::format(
+            path,
+            format!("IDX image header needs 16 bytes, file has {}", bytes.len()),
+        ));
     }
     let magic = be_u32(bytes, 0);
     if magic != IMAGES_MAGIC {
@@ -115,9 +118,16 @@ pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<(usize, usize, usiz
             format!("bad magic number {magic:#010x}: expected {IMAGES_MAGIC:#010x} (unsigned-byte images, 3 dimensions); is this a label file or not IDX at all?"),
         ));
     }
-    let (n, rows, cols) = (be_u32(bytes, 4) as usize, be_u32(bytes, 8) as usize, be_u32(bytes, 12) as usize);
+    let (n, rows, cols) = (
+        be_u32(bytes, 4) as usize,
+        be_u32(bytes, 8) as usize,
+        be_u32(bytes, 12) as usize,
+    );
     if rows != 28 || cols != 28 {
-        return Err(Error::format(path, format!("images are {rows}x{cols}, MNIST images are 28x28")));
+        return Err(Error::format(
+            path,
+            format!("images are {rows}x{cols}, MNIST images are 28x28"),
+        ));
     }
     let want = 16 + n * rows * cols;
     if bytes.len() != want {
@@ -136,7 +146,10 @@ pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<(usize, usize, usiz
 /// Parses an IDX1 label file with labels in 0..10.
 pub fn parse_idx_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     if bytes.len() < 8 {
-        return Err(Error::format(path, format!("IDX label header needs 8 bytes, file has {}", bytes.len())));
+        return Err(Error::format(
+            path,
+            format!("IDX label header needs 8 bytes, file has {}", bytes.len()),
+        ));
     }
     let magic = be_u32(bytes, 0);
     if magic != LABELS_MAGIC {
@@ -149,13 +162,23 @@ pub fn parse_idx_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     if bytes.len() != 8 + n {
         return Err(Error::format(
             path,
-            format!("header says {n} labels but the file holds {} ({})", bytes.len().saturating_sub(8),
-                if bytes.len() < 8 + n { "truncated" } else { "trailing garbage" }),
+            format!(
+                "header says {n} labels but the file holds {} ({})",
+                bytes.len().saturating_sub(8),
+                if bytes.len() < 8 + n {
+                    "truncated"
+                } else {
+                    "trailing garbage"
+                }
+            ),
         ));
     }
     let labels = bytes[8..].to_vec();
     if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l > 9) {
-        return Err(Error::format(path, format!("label {l} at index {i} is outside 0..=9")));
+        return Err(Error::format(
+            path,
+            format!("label {l} at index {i} is outside 0..=9"),
+        ));
     }
     Ok(labels)
 }
@@ -181,7 +204,10 @@ pub fn verify_checksums(dir: &Path) -> Result<Vec<(String, String)>> {
         }
         let mut parts = line.split_whitespace();
         let (Some(hash), Some(name)) = (parts.next(), parts.next()) else {
-            return Err(Error::format(&sums, format!("line {}: expected `<sha256>  <file>`", lineno + 1)));
+            return Err(Error::format(
+                &sums,
+                format!("line {}: expected `<sha256>  <file>`", lineno + 1),
+            ));
         };
         let name = name.trim_start_matches('*');
         let file = dir.join(name);
@@ -213,7 +239,11 @@ pub fn load(dir: &Path, split: Split) -> Result<Mnist> {
     if labels.len() != n {
         return Err(Error::format(
             &lbl_path,
-            format!("{} labels but {} has {n} images: the pair does not match", labels.len(), img_path.display()),
+            format!(
+                "{} labels but {} has {n} images: the pair does not match",
+                labels.len(),
+                img_path.display()
+            ),
         ));
     }
     // [N, 1, 28, 28] in [0, 1]

@@ -26,14 +26,22 @@ impl HalfSplit {
         let mut p2 = idx[total / 2..].to_vec();
         p1.sort_unstable();
         p2.sort_unstable();
-        HalfSplit { seed, total, p1, p2 }
+        HalfSplit {
+            seed,
+            total,
+            p1,
+            p2,
+        }
     }
 
     /// Reads a recorded split and checks that it is what its seed gives.
     pub fn load(path: &Path) -> Result<Self> {
         let s: HalfSplit = crate::io::read_json(path)?;
         if s != HalfSplit::new(s.total, s.seed) {
-            return Err(Error::format(path, "recorded split does not match its seed: the file was edited"));
+            return Err(Error::format(
+                path,
+                "recorded split does not match its seed: the file was edited",
+            ));
         }
         Ok(s)
     }

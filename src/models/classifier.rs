@@ -32,7 +32,10 @@ pub fn check_input(c: &dyn Classifier, x: &Tensor) -> Result<()> {
         return Err(crate::Error::Shape(format!(
             "model `{}` expects inputs [B, {}], got {:?}",
             c.name(),
-            want.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+            want.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             got
         )));
     }

@@ -1,1 +1,2 @@
 //! Reports: tables beside the paper's values, figures drawn with plotters.
+pub mod fonts;
