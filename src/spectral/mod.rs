@@ -1,5 +1,157 @@
 //! Spectral analysis of instability (§4.3, Table 5): exact per-layer frame bounds.
 
+pub mod analysis;
 pub mod conv;
 pub mod dense;
+pub mod network;
+pub mod pool;
 pub mod power;
+pub mod report;
+
+use crate::{Error, Result};
+use std::path::PathBuf;
+
+pub use analysis::{analyse, empirical_ratio, AnalyseOptions, Analysis, Empirical, Mode, Row};
+
+/// `blindspot spectral`: per-layer frame bounds (Table 5), product bound and empirical ratio.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SpectralArgs {
+    /// A zoo model folder (model.json + weights.safetensors) or a TorchScript file (.pt).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// YAML layer spec for TorchScript models not in torchvision's AlexNet layout (docs/spectral.md).
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Input shape C,H,W (required for TorchScript; zoo folders default to their own).
+    #[arg(long)]
+    pub input_shape: Option<String>,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Conv boundary handling: circular (FFT, exact), zero (torch's zero padding, Lanczos), both.
+    #[arg(long, value_enum, default_value_t = Mode::Both)]
+    pub mode: Mode,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Lanczos residual tolerance ‖AᵀAv − σ²v‖ ≤ tol·σ²_max.
+    #[arg(long, default_value_t = 1e-6)]
+    pub tol: f64,
+    /// Lanczos steps per conv layer at most.
+    #[arg(long, default_value_t = 300)]
+    pub max_iter: usize,
+    /// Skip converging the smallest zero-padded singular value (faster on large layers).
+    #[arg(long)]
+    pub no_zero_lower: bool,
+    /// Gradient-ascent steps for the empirical Lipschitz ratio (0: one evaluation only).
+    #[arg(long, default_value_t = 50)]
+    pub ascent_steps: usize,
+    /// Random starting points of the gradient ascent.
+    #[arg(long, default_value_t = 2)]
+    pub ascent_starts: i64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: i64,
+}
+
+/// Parses `C,H,W` (or any comma-separated positive dimensions).
+pub fn parse_shape(s: &str) -> Result<Vec<i64>> {
+    let v: std::result::Result<Vec<i64>, _> =
+        s.split(',').map(|p| p.trim().parse::<i64>()).collect();
+    match v {
+        Ok(v) if !v.is_empty() && v.iter().all(|&d| d > 0) => Ok(v),
+        _ => Err(Error::Invalid(format!(
+            "--input-shape `{s}`: expected positive integers separated by commas, e.g. 3,224,224"
+        ))),
+    }
+}
+
+/// Everything `run` computed (also written to `<out>/bounds.json`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SpectralReport {
+    pub source: String,
+    pub input_shape: Vec<i64>,
+    pub mode: Mode,
+    pub analysis: Analysis,
+    pub empirical: Option<Empirical>,
+    /// TorchScript only: max |ours − module| / max |module| of the logits on a random input.
+    pub forward_mismatch: Option<f64>,
+    pub seconds: f64,
+}
+
+/// Runs the analysis and writes `bounds.csv`, `bounds.json`, `table5.md`, `spectrum.png` under `--out`.
+pub fn run(args: &SpectralArgs) -> Result<SpectralReport> {
+    let t0 = std::time::Instant::now();
+    let device = crate::device::parse_device(&args.device)?;
+    let shape = args.input_shape.as_deref().map(parse_shape).transpose()?;
+    let (net, source) = network::load(&args.model, args.spec.as_deref(), shape.as_deref(), device)?;
+    let forward_mismatch = match &source {
+        network::Source::TorchScript(_, m) => {
+            let d = network::forward_mismatch(&net, m, device)?;
+            if d > 1e-3 {
+                log::warn!(
+                    "{}: our forward pass from the layer spec differs from the TorchScript module by {d:.2e} (relative): the spec may not describe the model",
+                    args.model.display()
+                );
+            }
+            Some(d)
+        }
+        network::Source::Zoo(_) => None,
+    };
+    let opts = AnalyseOptions {
+        mode: args.mode,
+        tol: args.tol,
+        max_iter: args.max_iter,
+        zero_lower: !args.no_zero_lower,
+        device,
+        seed: args.seed,
+        ..Default::default()
+    };
+    if !(args.tol > 0.0 && args.tol < 1.0) {
+        return Err(Error::Invalid(format!(
+            "--tol {} must be in (0, 1)",
+            args.tol
+        )));
+    }
+    let analysis = analyse(&net, &opts)?;
+    let empirical = if args.ascent_starts > 0 {
+        Some(empirical_ratio(
+            &net,
+            args.ascent_steps,
+            args.ascent_starts,
+            args.seed,
+            device,
+        )?)
+    } else {
+        None
+    };
+    let rep = SpectralReport {
+        source: net.source.clone(),
+        input_shape: net.input_shape.clone(),
+        mode: args.mode,
+        analysis,
+        empirical,
+        forward_mismatch,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    write_outputs(&args.out, &net, &rep)?;
+    Ok(rep)
+}
+
+/// Writes the four outputs atomically.
+pub fn write_outputs(
+    out: &std::path::Path,
+    net: &network::Network,
+    rep: &SpectralReport,
+) -> Result<()> {
+    crate::io::write_atomic(
+        &out.join("bounds.csv"),
+        report::csv_text(&rep.analysis.rows)?.as_bytes(),
+    )?;
+    crate::io::write_json(&out.join("bounds.json"), rep)?;
+    let md = report::markdown(net, &rep.analysis, rep.empirical.as_ref());
+    crate::io::write_atomic(&out.join("table5.md"), md.as_bytes())?;
+    if !rep.analysis.spectra.is_empty() {
+        report::plot_spectra(&out.join("spectrum.png"), &rep.analysis)?;
+    }
+    Ok(())
+}

@@ -25,6 +25,8 @@ pub struct IterOptions {
     pub seed: i64,
     /// Also converge the smallest eigenvalue (else stop when the largest has converged).
     pub want_min: bool,
+    /// Device of the vectors (that of the operator).
+    pub device: tch::Device,
 }
 
 impl Default for IterOptions {
@@ -34,6 +36,7 @@ impl Default for IterOptions {
             max_iter: 400,
             seed: 0,
             want_min: true,
+            device: tch::Device::Cpu,
         }
     }
 }
@@ -61,7 +64,7 @@ pub fn lanczos_extremes(
         return Err(Error::Invalid("operator of dimension 0".into()));
     }
     let max_k = opts.max_iter.min(n as usize).max(1);
-    let dev = tch::Device::Cpu;
+    let dev = opts.device;
     tch::manual_seed(opts.seed);
     let mut v = Tensor::randn([n], (Kind::Double, dev));
     v = &v / v.norm().double_value(&[]);
@@ -91,7 +94,7 @@ pub fn lanczos_extremes(
         let res_min = b * y[(kk - 1) * kk].abs() / tmax; // last component of bottom vector
         let breakdown = b <= 1e-13 * tmax;
         let conv_max = res_max <= opts.tol || breakdown || kk as i64 == n;
-        let min_floor = opts.tol * theta[0].max(0.0) + 1e-14;
+        let min_floor = opts.tol * theta[0].max(0.0) / tmax + 1e-12;
         let conv_min = res_min <= min_floor || breakdown || kk as i64 == n;
         last = Some(Extremes {
             sigma_max: tmax.max(0.0).sqrt(),
@@ -140,7 +143,7 @@ pub fn power_iteration(
     opts: &IterOptions,
 ) -> Result<Extremes> {
     tch::manual_seed(opts.seed);
-    let mut v = Tensor::randn([n], (Kind::Double, tch::Device::Cpu));
+    let mut v = Tensor::randn([n], (Kind::Double, opts.device));
     v = &v / v.norm().double_value(&[]);
     let mut theta = 0.0;
     let mut res = f64::INFINITY;
