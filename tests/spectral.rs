@@ -608,3 +608,20 @@ fn max_pool_factor_brute_force() {
     assert!((d.double_value(&[]) - 2.0).abs() < 1e-12);
     let _ = &mut y;
 }
+
+/// Benchmark, not a test (`cargo test --test spectral -- --ignored bench_alexnet --nocapture`): needs
+/// `BLINDSPOT_ALEXNET=/tmp/alexnet.pt` from `scripts/export_alexnet.py`. Prints timings; asserts only values.
+#[test]
+#[ignore]
+fn bench_alexnet() {
+    let Some(p) = std::env::var_os("BLINDSPOT_ALEXNET") else {
+        eprintln!("set BLINDSPOT_ALEXNET to a TorchScript AlexNet");
+        return;
+    };
+    let cap: usize = std::env::var("BLINDSPOT_POWER_CAP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let r = blindspot::spectral::bench(Path::new(&p), &[3, 224, 224], 1e-6, cap).unwrap();
+    println!("{}", serde_json::to_string_pretty(&r).unwrap());
+}

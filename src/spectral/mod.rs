@@ -155,3 +155,129 @@ pub fn write_outputs(
     }
     Ok(())
 }
+
+/// Timings of [`bench`] (seconds) on one model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    pub load_s: f64,
+    /// All layers, both bounds: FFT (circular) for convs, SVD/Gram eigenvalues for linear layers.
+    pub fast_all_layers_s: f64,
+    /// Exact zero-padded conv norms (Lanczos, upper only), all conv layers.
+    pub zero_upper_s: f64,
+    /// Exact zero-padded conv bounds, upper and lower (Lanczos, `max_iter` steps at most).
+    pub zero_both_s: f64,
+    /// Per conv layer: (name, Lanczos steps, Lanczos s, power steps, power s, power converged).
+    pub lanczos_vs_power: Vec<(String, usize, f64, usize, f64, bool)>,
+    pub per_layer: Vec<(String, String, f64)>,
+}
+
+/// Benchmark of the speed targets (AlexNet 224×224: ≤ 30 s for all bounds, ≤ 60 s for the exact
+/// zero-padded conv norms) and of Lanczos against plain power iteration at the same residual tolerance.
+pub fn bench(
+    model: &std::path::Path,
+    input_shape: &[i64],
+    tol: f64,
+    power_cap: usize,
+) -> Result<BenchReport> {
+    let t = std::time::Instant::now();
+    let (net, _) = network::load(model, None, Some(input_shape), tch::Device::Cpu)?;
+    let load_s = t.elapsed().as_secs_f64();
+    let base = AnalyseOptions {
+        tol,
+        ..Default::default()
+    };
+    let t = std::time::Instant::now();
+    let fast = analyse(
+        &net,
+        &AnalyseOptions {
+            mode: Mode::Circular,
+            ..base.clone()
+        },
+    )?;
+    let fast_all_layers_s = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let zero = analyse(
+        &net,
+        &AnalyseOptions {
+            mode: Mode::Zero,
+            zero_lower: false,
+            ..base.clone()
+        },
+    )?;
+    let linear_s: f64 = zero
+        .timings
+        .iter()
+        .filter(|x| x.1 != "iterative-zero")
+        .map(|x| x.2)
+        .sum();
+    let zero_upper_s = t.elapsed().as_secs_f64() - linear_s;
+    let t = std::time::Instant::now();
+    let both = analyse(
+        &net,
+        &AnalyseOptions {
+            mode: Mode::Zero,
+            zero_lower: true,
+            ..base.clone()
+        },
+    )?;
+    let linear_s2: f64 = both
+        .timings
+        .iter()
+        .filter(|x| x.1 != "iterative-zero")
+        .map(|x| x.2)
+        .sum();
+    let zero_both_s = t.elapsed().as_secs_f64() - linear_s2;
+    let mut lvp = Vec::new();
+    let _g = tch::no_grad_guard();
+    for (l, rec) in net
+        .layers
+        .iter()
+        .filter(|l| l.op.kind() == "conv2d")
+        .zip(&zero.iterative)
+    {
+        if let network::Op::Conv { weight, geom, .. } = &l.op {
+            let op = conv::ConvOp::new(
+                weight,
+                *geom,
+                [l.input_shape[0], l.input_shape[1], l.input_shape[2]],
+            )?;
+            let kind = if rec.precision == "Float" {
+                tch::Kind::Float
+            } else {
+                tch::Kind::Double
+            };
+            let (dim, gram) = power::conv_gram(&op, kind);
+            let opts = power::IterOptions {
+                tol,
+                max_iter: power_cap,
+                want_min: false,
+                ..Default::default()
+            };
+            let t = std::time::Instant::now();
+            let p = power::power_iteration(dim, &*gram, &opts)?;
+            lvp.push((
+                l.name.clone(),
+                rec.extremes.iterations,
+                rec.seconds,
+                p.iterations,
+                t.elapsed().as_secs_f64(),
+                p.converged_max,
+            ));
+        }
+    }
+    let mut per_layer = fast.timings.clone();
+    per_layer.extend(
+        zero.timings
+            .iter()
+            .filter(|x| x.1 == "iterative-zero")
+            .cloned(),
+    );
+    Ok(BenchReport {
+        load_s,
+        fast_all_layers_s,
+        zero_upper_s,
+        zero_both_s,
+        lanczos_vs_power: lvp,
+        per_layer,
+    })
+}
