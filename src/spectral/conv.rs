@@ -177,7 +177,13 @@ fn fold_last(t: &Tensor, dim: i64, t_len: i64, m: i64) -> Tensor {
 
 /// All singular values of the circular convolution on `torus`, descending: f64 [M_h·M_w·g·min(F/g, Cs)].
 pub fn fft_singular_values(weight: &Tensor, g: &ConvGeom, torus: [i64; 2]) -> Result<Tensor> {
-    let blocks = frequency_blocks(weight, g, torus)?; // [B, F/g, Cs] complex128
+    let mut blocks = frequency_blocks(weight, g, torus)?; // [B, F/g, Cs] complex128
+    let sz = blocks.size();
+    if sz[1] < sz[2] {
+        // Wide blocks: LAPACK's batched SVD is many times slower on them; the conjugate transpose has
+        // the same singular values. [B, Cs, F/g]
+        blocks = blocks.transpose(1, 2).conj().contiguous();
+    }
     let (_, s, _) = blocks.f_svd(true, false)?; // [B, min]
     Ok(s.reshape([-1]).sort(0, true).0)
 }

@@ -88,7 +88,15 @@ fn check_size(n: i64, m: i64) -> Result<()> {
 
 /// All singular values of a matrix by SVD, descending, f64 [min(m, n)].
 pub fn singular_values(a: &Tensor) -> Result<Tensor> {
-    let (_, s, _) = a.to_kind(Kind::Double).f_svd(true, false)?;
+    let a = a.to_kind(Kind::Double);
+    let sz = a.size();
+    // Wide matrices are much slower in LAPACK's SVD here; Aᵀ has the same singular values.
+    let a = if sz.len() == 2 && sz[0] < sz[1] {
+        a.transpose(0, 1).contiguous()
+    } else {
+        a
+    };
+    let (_, s, _) = a.f_svd(true, false)?;
     Ok(s)
 }
 

@@ -195,6 +195,10 @@ pub fn bench(
         },
     )?;
     let fast_all_layers_s = t.elapsed().as_secs_f64();
+    eprintln!(
+        "bench: all layers, FFT + SVD/Gram: {fast_all_layers_s:.1} s; per layer {:?}",
+        fast.timings
+    );
     let t = std::time::Instant::now();
     let zero = analyse(
         &net,
@@ -211,6 +215,18 @@ pub fn bench(
         .map(|x| x.2)
         .sum();
     let zero_upper_s = t.elapsed().as_secs_f64() - linear_s;
+    eprintln!(
+        "bench: zero-padded conv norms (Lanczos): {zero_upper_s:.1} s; {:?}",
+        zero.iterative
+            .iter()
+            .map(|r| (
+                &r.layer,
+                r.extremes.iterations,
+                r.seconds,
+                r.extremes.sigma_max
+            ))
+            .collect::<Vec<_>>()
+    );
     let t = std::time::Instant::now();
     let both = analyse(
         &net,
@@ -227,6 +243,13 @@ pub fn bench(
         .map(|x| x.2)
         .sum();
     let zero_both_s = t.elapsed().as_secs_f64() - linear_s2;
+    eprintln!(
+        "bench: zero-padded upper+lower: {zero_both_s:.1} s; {:?}",
+        both.iterative
+            .iter()
+            .map(|r| (&r.layer, r.extremes.iterations, r.extremes.converged_min))
+            .collect::<Vec<_>>()
+    );
     let mut lvp = Vec::new();
     let _g = tch::no_grad_guard();
     for (l, rec) in net
@@ -255,6 +278,15 @@ pub fn bench(
             };
             let t = std::time::Instant::now();
             let p = power::power_iteration(dim, &*gram, &opts)?;
+            eprintln!(
+                "bench: {} power {} steps {:.1} s (converged {}) vs Lanczos {} steps {:.1} s",
+                l.name,
+                p.iterations,
+                t.elapsed().as_secs_f64(),
+                p.converged_max,
+                rec.extremes.iterations,
+                rec.seconds
+            );
             lvp.push((
                 l.name.clone(),
                 rec.extremes.iterations,
