@@ -82,6 +82,10 @@ enum Cmd {
     /// Units vs random directions (paper §3, Figs 1–4): the top images of a data set for units and random
     /// directions of a layer, as CSV, figures and label-purity statistics.
     Units(blindspot::units::UnitsArgs),
+    /// Spectral analysis (paper §4.3, Table 5): exact lower and upper frame bounds of every linear layer of a
+    /// zoo model or a TorchScript conv net (AlexNet layout needs no spec), pooling factors, the product
+    /// bound and an empirical Lipschitz ratio.
+    Spectral(blindspot::spectral::SpectralArgs),
     /// Benchmarks (results go to docs/benchmarks.md by hand, with machine and date).
     Bench {
         #[command(subcommand)]
@@ -215,6 +219,19 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 println!("{}: layer {} over {} images", s.model, s.layer, s.n_images);
                 println!("{}", s.conclusion);
             }
+        }
+        Cmd::Spectral(a) => {
+            let r = blindspot::spectral::run(&a)?;
+            println!(
+                "{}: {} layer rows, product bound (FFT, guaranteed) {:.4}{}; empirical ratio {} ({:.1} s) -> {}",
+                r.source,
+                r.analysis.rows.len(),
+                r.analysis.product_fft_bound,
+                r.analysis.product_exact.map(|p| format!(", exact zero-padded product {p:.4}")).unwrap_or_default(),
+                r.empirical.as_ref().map(|e| format!("{:.4}", e.ratio)).unwrap_or_else(|| "not computed".into()),
+                r.seconds,
+                a.out.join("bounds.csv").display()
+            );
         }
         Cmd::Bench { which } => match which {
             BenchCmd::FwdBwd {

@@ -1,5 +1,6 @@
 //! Reports: tables beside the paper's values, figures drawn with plotters.
 
 pub mod figures;
+pub mod fonts;
 pub mod paper;
 pub mod tables;
