@@ -28,6 +28,67 @@ pub struct Experiment {
     /// Models to train (each lands in `runs/<name>/models/<model name>/`).
     #[serde(default)]
     pub models: Vec<ModelSpec>,
+    /// Units vs random directions analyses (§3), each in `runs/<name>/units/<model>-<layer>/`.
+    #[serde(default)]
+    pub units: Vec<UnitsStage>,
+    /// Spectral analyses (§4.3), each in `runs/<name>/spectral/<model>/`.
+    #[serde(default)]
+    pub spectral: Vec<SpectralStage>,
+}
+
+/// A units-vs-random-directions stage: the options of `blindspot units` for one model and layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitsStage {
+    /// A model of this experiment (by name) or a path to a model folder / TorchScript file.
+    pub model: String,
+    /// Layer name (`blindspot units --model M --list-layers`), or `all`.
+    pub layer: String,
+    #[serde(default = "default_units_data")]
+    pub data: String,
+    /// Number of units (or `all`).
+    #[serde(default = "default_units_k")]
+    pub units: String,
+    #[serde(default = "default_random_k")]
+    pub random: usize,
+    #[serde(default)]
+    pub orthogonal: bool,
+    #[serde(default = "default_top")]
+    pub top: usize,
+}
+
+fn default_units_data() -> String {
+    "mnist-test".into()
+}
+fn default_units_k() -> String {
+    "64".into()
+}
+fn default_random_k() -> usize {
+    64
+}
+fn default_top() -> usize {
+    8
+}
+
+/// A spectral stage: the options of `blindspot spectral` for one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpectralStage {
+    /// A model of this experiment (by name) or a path to a model folder / TorchScript file.
+    pub model: String,
+    /// Layer spec for TorchScript models that are not in AlexNet's layout.
+    #[serde(default)]
+    pub spec: Option<PathBuf>,
+    /// `C,H,W` (default: the zoo model's input shape).
+    #[serde(default)]
+    pub input_shape: Option<String>,
+    /// circular | zero | both
+    #[serde(default = "default_mode")]
+    pub mode: String,
+}
+
+fn default_mode() -> String {
+    "both".into()
 }
 
 fn default_seed() -> u64 {
@@ -390,5 +451,14 @@ impl Experiment {
     /// The run folder.
     pub fn run_dir(&self) -> PathBuf {
         self.runs_dir.join(&self.name)
+    }
+
+    /// The folder or file of a model reference: a model of this experiment, else a path.
+    pub fn model_path(&self, m: &str) -> PathBuf {
+        if self.model(m).is_some() {
+            self.run_dir().join("models").join(m)
+        } else {
+            PathBuf::from(m)
+        }
     }
 }

@@ -55,6 +55,60 @@ pub fn mark_done(dir: &Path, stage: &str, fp: &str, seconds: f64) -> Result<()> 
     )
 }
 
+/// Runs one resumable stage: skipped when `dir` holds a `.done.json` with fingerprint `fp` (unless
+/// `force`), else `work(dir)` and the marker. Records (label, seconds, skipped) in `timings`.
+pub fn stage(
+    dir: &Path,
+    label: &str,
+    fp: &str,
+    force: bool,
+    timings: &mut Vec<(String, f64, bool)>,
+    work: impl FnOnce(&Path) -> Result<()>,
+) -> Result<bool> {
+    if !force {
+        if let Some(m) = is_done(dir, fp) {
+            log::info!("{label}: up to date, skipped");
+            timings.push((label.to_string(), m.seconds, true));
+            return Ok(false);
+        }
+    }
+    log::info!("{label}: running");
+    let t = Instant::now();
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    work(dir)?;
+    let secs = t.elapsed().as_secs_f64();
+    mark_done(dir, label, fp, secs)?;
+    timings.push((label.to_string(), secs, false));
+    Ok(true)
+}
+
+/// Fingerprint of a model reference: its stage's fingerprint for zoo models, else the file's SHA-256.
+fn model_fingerprint(path: &Path) -> String {
+    if let Some(m) = crate::io::read_json::<DoneMarker>(&path.join(".done.json")).ok() {
+        return m.fingerprint;
+    }
+    if path.is_file() {
+        return crate::data::mnist::sha256_file(path).unwrap_or_default();
+    }
+    crate::data::mnist::sha256_file(&path.join("weights.safetensors")).unwrap_or_default()
+}
+
+#[derive(clap::Parser)]
+struct UnitsCli {
+    #[command(flatten)]
+    args: crate::units::UnitsArgs,
+}
+
+#[derive(clap::Parser)]
+struct SpectralCli {
+    #[command(flatten)]
+    args: crate::spectral::SpectralArgs,
+}
+
+fn parse_args<P: clap::Parser>(what: &str, argv: Vec<String>) -> Result<P> {
+    P::try_parse_from(argv).map_err(|e| Error::Invalid(format!("{what}: {e}")))
+}
+
 /// MNIST train and test sets plus the P1/P2 split, with the checksums that fingerprint them.
 pub struct MnistData {
     pub train: Mnist,
@@ -264,20 +318,113 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
         let fp = fingerprint(&serde_json::json!({
             "v": STAGE_VERSION, "spec": spec, "seed": seed, "device": exp.device, "data": data.fingerprint_json()
         }));
-        if !opts.force {
-            if let Some(m) = is_done(&dir, &fp) {
-                log::info!("{}: up to date, skipped", spec.name);
-                timings.push((format!("train {}", spec.name), m.seconds, true));
-                skipped.push(spec.name.clone());
-                continue;
-            }
+        let label = format!("models/{}", spec.name);
+        if stage(&dir, &label, &fp, opts.force, &mut timings, |d| {
+            train_and_save(spec, &data, seed, device, d).map(|_| ())
+        })? {
+            trained.push(spec.name.clone());
+        } else {
+            skipped.push(spec.name.clone());
         }
-        let t = Instant::now();
-        train_and_save(spec, &data, seed, device, &dir)?;
-        let secs = t.elapsed().as_secs_f64();
-        mark_done(&dir, &format!("models/{}", spec.name), &fp, secs)?;
-        timings.push((format!("train {}", spec.name), secs, false));
-        trained.push(spec.name.clone());
+    }
+    let models_done = |m: &str| {
+        exp.model(m).is_none() || run_dir.join("models").join(m).join(".done.json").exists()
+    };
+    // Analysis stages run in the shard that owns index (models + j) mod n.
+    let mine = |j: usize| {
+        opts.shard
+            .is_none_or(|(k, n)| (exp.models.len() + j) % n == k)
+    };
+    let mut j = 0;
+    for u in &exp.units {
+        j += 1;
+        if !mine(j - 1) || !models_done(&u.model) {
+            continue;
+        }
+        let model = exp.model_path(&u.model);
+        let dir =
+            run_dir
+                .join("units")
+                .join(format!("{}-{}", sanitize(&u.model), sanitize(&u.layer)));
+        let fp = fingerprint(
+            &serde_json::json!({"v": STAGE_VERSION, "stage": u, "seed": exp.seed, "model": model_fingerprint(&model)}),
+        );
+        let label = format!("units/{}-{}", u.model, u.layer);
+        if stage(&dir, &label, &fp, opts.force, &mut timings, |d| {
+            let argv: Vec<String> = [
+                "units",
+                "--model",
+                &model.to_string_lossy(),
+                "--layer",
+                &u.layer,
+                "--data",
+                &u.data,
+                "--units",
+                &u.units,
+                "--random",
+                &u.random.to_string(),
+                "--top",
+                &u.top.to_string(),
+                "--out",
+                &d.to_string_lossy(),
+                "--seed",
+                &exp.seed.to_string(),
+                "--device",
+                &exp.device,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(u.orthogonal.then(|| "--orthogonal".to_string()))
+            .collect();
+            let cli: UnitsCli = parse_args(&label, argv)?;
+            crate::units::run(&cli.args).map(|_| ())
+        })? {
+            trained.push(label);
+        } else {
+            skipped.push(label);
+        }
+    }
+    for sp in &exp.spectral {
+        j += 1;
+        if !mine(j - 1) || !models_done(&sp.model) {
+            continue;
+        }
+        let model = exp.model_path(&sp.model);
+        let dir = run_dir.join("spectral").join(sanitize(&sp.model));
+        let fp = fingerprint(
+            &serde_json::json!({"v": STAGE_VERSION, "stage": sp, "seed": exp.seed, "model": model_fingerprint(&model)}),
+        );
+        let label = format!("spectral/{}", sp.model);
+        if stage(&dir, &label, &fp, opts.force, &mut timings, |d| {
+            let mut argv: Vec<String> = [
+                "spectral",
+                "--model",
+                &model.to_string_lossy(),
+                "--out",
+                &d.to_string_lossy(),
+                "--mode",
+                &sp.mode,
+                "--device",
+                &exp.device,
+                "--seed",
+                &exp.seed.to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            if let Some(s) = &sp.spec {
+                argv.extend(["--spec".to_string(), s.to_string_lossy().into_owned()]);
+            }
+            if let Some(s) = &sp.input_shape {
+                argv.extend(["--input-shape".to_string(), s.clone()]);
+            }
+            let cli: SpectralCli = parse_args(&label, argv)?;
+            crate::spectral::run(&cli.args).map(|_| ())
+        })? {
+            trained.push(label);
+        } else {
+            skipped.push(label);
+        }
     }
 
     let all_done = exp.models.iter().all(|m| {
@@ -299,6 +446,24 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
         trained,
         skipped,
     })
+}
+
+/// A folder-name-safe version of a model or layer name.
+pub fn sanitize(s: &str) -> String {
+    let base = std::path::Path::new(s)
+        .file_stem()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let base = if s.contains('/') { base } else { s.to_string() };
+    base.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.'".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Writes `report.md` and `models.csv` for a run whose model stages are finished.
@@ -439,6 +604,8 @@ pub fn write_report(
             misses.join("; ")
         ));
     }
+    md.push_str(&units_section(exp, run_dir));
+    md.push_str(&spectral_section(exp, run_dir));
     md.push_str(&format!(
         "\n## Stage times\n\n{}\nMachine: {} CPU threads seen by libtorch ({}).\n",
         timing.markdown(),
@@ -448,4 +615,85 @@ pub fn write_report(
     let path = run_dir.join("report.md");
     crate::io::write_atomic(&path, md.as_bytes())?;
     Ok(path)
+}
+
+/// The report's §3 section: each units stage's conclusion and figures.
+fn units_section(exp: &Experiment, run_dir: &Path) -> String {
+    if exp.units.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("\n## Units vs random directions (§3, Figs 1–2)\n\nLabel purity of the top-T images of each direction (share of the most common label), units vs random directions, 95% bootstrap intervals and a two-sided Mann-Whitney test; the paper's evidence is visual only.\n\n");
+    let mut t = Table::new(&[
+        "model",
+        "layer",
+        "images",
+        "units: purity",
+        "random: purity",
+        "difference (units − random)",
+        "p",
+        "conclusion",
+    ]);
+    for u in &exp.units {
+        let rel = format!("units/{}-{}", sanitize(&u.model), sanitize(&u.layer));
+        let Ok(sum) =
+            crate::io::read_json::<serde_json::Value>(&run_dir.join(&rel).join("summary.json"))
+        else {
+            continue;
+        };
+        let est = |v: &serde_json::Value| match (
+            v["mean"].as_f64(),
+            v["lo"].as_f64(),
+            v["hi"].as_f64(),
+        ) {
+            (Some(m), Some(l), Some(h)) => format!("{m:.3} [{l:.3}, {h:.3}]"),
+            _ => "–".into(),
+        };
+        let kinds = sum["kinds"].as_array().cloned().unwrap_or_default();
+        let kind = |k: &str| {
+            kinds
+                .iter()
+                .find(|x| x["kind"] == k)
+                .map(|x| est(&x["purity"]))
+                .unwrap_or_else(|| "–".into())
+        };
+        let cmp = sum["comparisons"]
+            .as_array()
+            .and_then(|c| c.first().cloned())
+            .unwrap_or_default();
+        t.push(vec![
+            u.model.clone(),
+            u.layer.clone(),
+            sum["n_images"].to_string(),
+            kind("unit"),
+            kind("random"),
+            est(&cmp["purity_diff"]),
+            cmp["purity_test"]["p_value"]
+                .as_f64()
+                .map(|p| format!("{p:.3}"))
+                .unwrap_or_else(|| "–".into()),
+            sum["conclusion"].as_str().unwrap_or("").to_string(),
+        ]);
+        md.push_str(&format!(
+            "- {} / {}: ![units]({rel}/unit.png) ![random]({rel}/random.png)\n",
+            u.model, u.layer
+        ));
+    }
+    format!("{md}\n{}", t.markdown())
+}
+
+/// The report's §4.3 section: each spectral stage's table.
+fn spectral_section(exp: &Experiment, run_dir: &Path) -> String {
+    let mut md = String::new();
+    for sp in &exp.spectral {
+        let rel = format!("spectral/{}", sanitize(&sp.model));
+        if let Ok(t) = std::fs::read_to_string(run_dir.join(&rel).join("table5.md")) {
+            let body: String = t
+                .lines()
+                .skip_while(|l| l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n");
+            md.push_str(&format!("\n## Spectral bounds of {} (§4.3, Table 5)\n{body}\n\nSpectra: ![spectrum]({rel}/spectrum.png)\n", sp.model));
+        }
+    }
+    md
 }
