@@ -84,7 +84,7 @@ pub fn stage(
 
 /// Fingerprint of a model reference: its stage's fingerprint for zoo models, else the file's SHA-256.
 fn model_fingerprint(path: &Path) -> String {
-    if let Some(m) = crate::io::read_json::<DoneMarker>(&path.join(".done.json")).ok() {
+    if let Ok(m) = crate::io::read_json::<DoneMarker>(&path.join(".done.json")) {
         return m.fingerprint;
     }
     if path.is_file() {
