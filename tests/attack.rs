@@ -35,6 +35,9 @@ fn manual_run() {
     if let Ok(t) = std::env::var("BLINDSPOT_ATTACK_TOL") {
         spec.settings.c_rel_tol = t.parse().unwrap();
     }
+    if let Ok(t) = std::env::var("BLINDSPOT_ATTACK_SETTINGS") {
+        spec.settings = serde_json::from_str(&t).unwrap();
+    }
     let t0 = std::time::Instant::now();
     let s = attack::attack_dataset(&model, &set.images, &set.labels, &spec, &out).unwrap();
     println!("{}", serde_json::to_string_pretty(&s).unwrap());

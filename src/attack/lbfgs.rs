@@ -49,6 +49,20 @@ pub struct AttackSettings {
     pub pgtol: f64,
     /// Relative-reduction tolerance (scipy's factr; times 2.2e-16).
     pub factr: f64,
+    /// Where each solve starts.
+    pub warm_start: WarmStart,
+}
+
+/// Start point of each solve of the c search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarmStart {
+    /// The solution of the nearest (in log c) solved c of the example.
+    Nearest,
+    /// The solution of the largest failing c (the original image until one fails).
+    Failing,
+    /// Always the original image (foolbox's choice; most evaluations).
+    Original,
 }
 
 impl Default for AttackSettings {
@@ -64,6 +78,7 @@ impl Default for AttackSettings {
             max_iter: 100,
             pgtol: 1e-5,
             factr: 1e9,
+            warm_start: WarmStart::Original,
         }
     }
 }
@@ -296,7 +311,7 @@ pub fn attack_batch(
         let use_hi: Vec<bool> = act
             .iter()
             .map(|&i| {
-                if c_hi[i].is_infinite() {
+                if set.warm_start != WarmStart::Nearest || c_hi[i].is_infinite() {
                     false
                 } else if c_lo[i] == 0.0 {
                     true
@@ -308,9 +323,12 @@ pub fn attack_batch(
         let mask = Tensor::f_from_slice(&use_hi)?
             .f_to_device(dev)?
             .f_unsqueeze(1)?; // [a, 1]
-        let start = x_hi
-            .f_index_select(0, &rows)?
-            .f_where_self(&mask, &x_lo.f_index_select(0, &rows)?)?; // [a, n]
+        let start = if set.warm_start == WarmStart::Original {
+            x0.f_index_select(0, &rows)?
+        } else {
+            x_hi.f_index_select(0, &rows)?
+                .f_where_self(&mask, &x_lo.f_index_select(0, &rows)?)?
+        }; // [a, n]
         let c_t = Tensor::f_from_slice(&c)?
             .f_to_device(dev)?
             .f_to_kind(Kind::Float)?; // [B]

@@ -332,6 +332,7 @@ pub fn run_stage(
     attack_dataset(&model, &set.images, &set.labels, spec, out_dir)
 }
 
+#[allow(clippy::needless_range_loop)]
 /// Attacks `images` [N, ..] with `labels` [N] (CPU tensors) per `spec` (split name used for the record
 /// only), in resumable chunks of `spec.batch`, writing the outputs described in the module docs.
 pub fn attack_dataset(

@@ -1,4 +1,5 @@
 //! Reports: tables beside the paper's values (Markdown + CSV), figures drawn with plotters.
 
+pub mod fig7;
 pub mod paper;
 pub mod tables;
