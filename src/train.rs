@@ -253,7 +253,8 @@ fn optimise(
             pgtol,
             factr,
         } => {
-            #[allow(clippy::needless_update)] // the engine has more settings (line search) left at their defaults
+            #[allow(clippy::needless_update)]
+            // the engine has more settings (line search) left at their defaults
             let settings = LbfgsbSettings {
                 history: *history,
                 max_iter: *max_iter,

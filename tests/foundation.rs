@@ -23,7 +23,12 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// A folder with a small, valid MNIST-format test split (n images), optionally mutated.
-fn tiny_mnist(dir: &Path, n: usize, mutate_images: impl Fn(&mut Vec<u8>), mutate_labels: impl Fn(&mut Vec<u8>)) {
+fn tiny_mnist(
+    dir: &Path,
+    n: usize,
+    mutate_images: impl Fn(&mut Vec<u8>),
+    mutate_labels: impl Fn(&mut Vec<u8>),
+) {
     let mut img = vec![0, 0, 8, 3];
     img.extend((n as u32).to_be_bytes());
     img.extend(28u32.to_be_bytes());
@@ -39,7 +44,9 @@ fn tiny_mnist(dir: &Path, n: usize, mutate_images: impl Fn(&mut Vec<u8>), mutate
 }
 
 fn load_err(dir: &Path) -> String {
-    mnist::load(dir, Split::Test).expect_err("should fail").to_string()
+    mnist::load(dir, Split::Test)
+        .expect_err("should fail")
+        .to_string()
 }
 
 #[test]
@@ -49,7 +56,9 @@ fn vendored_mnist_loads_with_checksums() {
     let test = mnist::load(&mnist_dir(), Split::Test).unwrap();
     assert_eq!(test.images.size(), [10_000, 1, 28, 28]);
     assert_eq!(test.labels.size(), [10_000]);
-    assert!(test.images.max().double_value(&[]) <= 1.0 && test.images.min().double_value(&[]) >= 0.0);
+    assert!(
+        test.images.max().double_value(&[]) <= 1.0 && test.images.min().double_value(&[]) >= 0.0
+    );
     // well-known first test labels: 7 2 1 0 4
     let first: Vec<i64> = Vec::try_from(test.labels.narrow(0, 0, 5)).unwrap();
     assert_eq!(first, [7, 2, 1, 0, 4]);
@@ -79,10 +88,15 @@ fn corrupt_idx_files_are_clear_errors() {
     let e = load_err(d.path());
     assert!(e.contains("label 12 at index 1"), "{e}");
 
-    tiny_mnist(d.path(), 5, |_| {}, |b| {
-        b[7] = 4;
-        b.pop();
-    });
+    tiny_mnist(
+        d.path(),
+        5,
+        |_| {},
+        |b| {
+            b[7] = 4;
+            b.pop();
+        },
+    );
     let e = load_err(d.path());
     assert!(e.contains("does not match"), "{e}");
 
@@ -144,18 +158,31 @@ const GOOD: &str = "name: t\nmodels:\n  - name: s\n    arch: {kind: softmax}\n  
 fn experiment_yaml_is_validated() {
     let e = Experiment::parse(GOOD, "good.yaml").unwrap();
     assert_eq!(e.models[0].name, "s");
-    let bad = |text: &str| Experiment::parse(text, "bad.yaml").expect_err("should be rejected").to_string();
+    let bad = |text: &str| {
+        Experiment::parse(text, "bad.yaml")
+            .expect_err("should be rejected")
+            .to_string()
+    };
 
     let m = bad(&GOOD.replace("max_iter: 5", "max_iter: 5, max_itr: 3"));
-    assert!(m.contains("bad.yaml") && m.contains("unknown field `max_itr`"), "{m}");
+    assert!(
+        m.contains("bad.yaml") && m.contains("unknown field `max_itr`"),
+        "{m}"
+    );
     let m = bad(&GOOD.replace("max_iter: 5", "max_iter: five"));
-    assert!(m.contains("models[0]") && m.contains("\"five\"") && m.contains("line 3"), "{m}");
+    assert!(
+        m.contains("models[0]") && m.contains("\"five\"") && m.contains("line 3"),
+        "{m}"
+    );
     let m = bad(&GOOD.replace("[1.0e-4]", "[1.0e-4, 2.0]"));
     assert!(m.contains("models[0].weight_decay"), "{m}");
     let m = bad(&GOOD.replace("name: t\n", "name: t\nsed: 3\n"));
     assert!(m.contains("unknown field `sed`"), "{m}");
     let m = bad(&GOOD.replace("name: t\n", "name: t\ndata: {mnist_dir: /nonexistent}\n"));
-    assert!(m.contains("data.mnist_dir") && m.contains("/nonexistent"), "{m}");
+    assert!(
+        m.contains("data.mnist_dir") && m.contains("/nonexistent"),
+        "{m}"
+    );
     let m = bad(&GOOD.replace("name: t\n", "name: t\ndevice: cuda:3\n"));
     assert!(m.contains("device"), "{m}");
     let m = bad(&GOOD.replace("kind: softmax", "kind: transformer"));
@@ -186,32 +213,60 @@ fn model_save_load_roundtrip_and_mismatch_errors() {
     assert!(l.theta.equal(&m.theta));
     assert_eq!(l.layer_names(), m.layer_names());
     let x = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu));
-    assert!(l.logits(&x).unwrap().allclose(&m.logits(&x).unwrap(), 1e-6, 1e-6, false));
+    assert!(l
+        .logits(&x)
+        .unwrap()
+        .allclose(&m.logits(&x).unwrap(), 1e-6, 1e-6, false));
     assert_eq!(m.layer(&x, "fc1.relu").unwrap().size(), [3, 16]);
     let e = m.layer(&x, "fc9").unwrap_err().to_string();
     assert!(e.contains("conv1.relu"), "lists layers: {e}");
-    let e = m.logits(&Tensor::rand([3, 784], (Kind::Float, Device::Cpu))).unwrap_err().to_string();
+    let e = m
+        .logits(&Tensor::rand([3, 784], (Kind::Float, Device::Cpu)))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("expects inputs [B, 1, 28, 28]"), "{e}");
 
     // model.json that disagrees with the weights
     let json = d.path().join("model.json");
     let text = std::fs::read_to_string(&json).unwrap();
-    std::fs::write(&json, text.replace("\"out_features\": 16", "\"out_features\": 17").replace("\"in_features\": 16", "\"in_features\": 17")).unwrap();
-    let e = ZooModel::load(d.path(), Device::Cpu).unwrap_err().to_string();
-    assert!(e.contains("weights.safetensors") && e.contains("fc1.weight") && e.contains("shape"), "{e}");
+    std::fs::write(
+        &json,
+        text.replace("\"out_features\": 16", "\"out_features\": 17")
+            .replace("\"in_features\": 16", "\"in_features\": 17"),
+    )
+    .unwrap();
+    let e = ZooModel::load(d.path(), Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("weights.safetensors") && e.contains("fc1.weight") && e.contains("shape"),
+        "{e}"
+    );
     std::fs::write(&json, &text).unwrap();
 
     // missing weights file / missing folder
     std::fs::remove_file(d.path().join("weights.safetensors")).unwrap();
-    let e = ZooModel::load(d.path(), Device::Cpu).unwrap_err().to_string();
+    let e = ZooModel::load(d.path(), Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("weights.safetensors"), "{e}");
-    let e = ZooModel::load(&d.path().join("nope"), Device::Cpu).unwrap_err().to_string();
+    let e = ZooModel::load(&d.path().join("nope"), Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("model folder not found"), "{e}");
 
     // NaN weights
-    let bad = ZooModel::new("c", m.arch.clone(), m.theta.fill_nan_like(), serde_json::json!({})).unwrap();
+    let bad = ZooModel::new(
+        "c",
+        m.arch.clone(),
+        m.theta.fill_nan_like(),
+        serde_json::json!({}),
+    )
+    .unwrap();
     bad.save(d.path()).unwrap();
-    let e = ZooModel::load(d.path(), Device::Cpu).unwrap_err().to_string();
+    let e = ZooModel::load(d.path(), Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("NaN"), "{e}");
 }
 
@@ -247,7 +302,13 @@ fn loss_gradient_matches_finite_differences() {
     let y = test.labels.narrow(0, 0, 20);
     let decay = decay_vector(&arch, &[1e-2, 1e-3], Device::Cpu).to_kind(Kind::Double);
     let theta = init_params(&arch, Device::Cpu).to_kind(Kind::Double);
-    let p = Problem { arch: &arch, layout: &layout, x: &x, y: &y, decay: &decay };
+    let p = Problem {
+        arch: &arch,
+        layout: &layout,
+        x: &x,
+        y: &y,
+        decay: &decay,
+    };
     let (_, g) = p.loss_and_grad(&theta);
     let h = 1e-6;
     for &i in &[0i64, 400, 3925, 3930, 3960, 3984] {
@@ -257,6 +318,9 @@ fn loss_gradient_matches_finite_differences() {
         let fm = p.loss(&(&theta - &e), &x, &y, false).double_value(&[]);
         let fd = (fp - fm) / (2.0 * h);
         let an = g.double_value(&[i]);
-        assert!((fd - an).abs() <= 1e-6 + 1e-5 * an.abs(), "param {i}: finite difference {fd}, autograd {an}");
+        assert!(
+            (fd - an).abs() <= 1e-6 + 1e-5 * an.abs(),
+            "param {i}: finite difference {fd}, autograd {an}"
+        );
     }
 }
