@@ -34,6 +34,20 @@ pub struct Experiment {
     /// Spectral analyses (§4.3), each in `runs/<name>/spectral/<model>/`.
     #[serde(default)]
     pub spectral: Vec<SpectralStage>,
+    /// The paper's attack (§4.1, Table 1 distortions), each in `runs/<name>/attacks/<model>/`.
+    #[serde(default)]
+    pub attacks: Vec<AttackStage>,
+}
+
+/// An attack stage: a model of this experiment (or a model folder) and what to attack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackStage {
+    pub model: String,
+    /// Split, examples, targets, batch, seed and solver settings (`blindspot attack --help`); the split
+    /// seed is the experiment's `data.split_seed`.
+    #[serde(default)]
+    pub spec: crate::attack::AttackSpec,
 }
 
 /// A units-vs-random-directions stage: the options of `blindspot units` for one model and layer.

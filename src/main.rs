@@ -82,6 +82,10 @@ enum Cmd {
     /// Units vs random directions (paper §3, Figs 1–4): the top images of a data set for units and random
     /// directions of a layer, as CSV, figures and label-purity statistics.
     Units(blindspot::units::UnitsArgs),
+    /// The paper's attack (§4.1): box-constrained L-BFGS on c·‖r‖ + loss(x + r, target) with a per-example
+    /// search over c, batched; every adversarial re-verified. Writes adversarial.safetensors, a CSV row per
+    /// example and summary.json.
+    Attack(blindspot::attack::AttackArgs),
     /// Spectral analysis (paper §4.3, Table 5): exact lower and upper frame bounds of every linear layer of a
     /// zoo model or a TorchScript conv net (AlexNet layout needs no spec), pooling factors, the product
     /// bound and an empirical Lipschitz ratio.
@@ -219,6 +223,20 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 println!("{}: layer {} over {} images", s.model, s.layer, s.n_images);
                 println!("{}", s.conclusion);
             }
+        }
+        Cmd::Attack(a) => {
+            let s = blindspot::attack::run(&a)?;
+            println!(
+                "{} on {} ({} examples): success {:.2}%, mean distortion {:.4}, {:.0} evaluations/image, {:.1} images/s -> {}",
+                s.model,
+                s.split,
+                s.examples,
+                100.0 * s.success_rate,
+                s.mean_distortion,
+                s.evaluations_per_image,
+                s.images_per_second,
+                a.out.display()
+            );
         }
         Cmd::Spectral(a) => {
             let r = blindspot::spectral::run(&a)?;

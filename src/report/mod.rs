@@ -1,5 +1,6 @@
-//! Reports: tables beside the paper's values, figures drawn with plotters.
+//! Reports: tables beside the paper's values (Markdown + CSV), figures drawn with plotters.
 
+pub mod fig7;
 pub mod figures;
 pub mod fonts;
 pub mod paper;
