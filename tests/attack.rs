@@ -367,3 +367,34 @@ fn fig7_draws_pngs_and_reports_numbers() {
     assert!(fig.panels[0].png.exists() && fig.panel_c_png.exists());
     assert!((0.0..=1.0).contains(&fig.panel_c_accuracy));
 }
+
+/// Fig 7 on trained zoo models: BLINDSPOT_FIG7_MODELS=<dir1>,<dir2> BLINDSPOT_FIG7_OUT=<dir>
+/// cargo test --test attack fig7_manual -- --ignored --nocapture
+#[test]
+#[ignore]
+fn fig7_manual() {
+    tch::set_num_threads(1);
+    let dirs = std::env::var("BLINDSPOT_FIG7_MODELS").expect("model dirs");
+    let out =
+        PathBuf::from(std::env::var("BLINDSPOT_FIG7_OUT").unwrap_or("/tmp/attack_fig7".into()));
+    let models: Vec<ZooModel> = dirs
+        .split(',')
+        .map(|d| ZooModel::load(std::path::Path::new(d), Device::Cpu).unwrap())
+        .collect();
+    let refs: Vec<&dyn Classifier> = models.iter().map(|m| m as &dyn Classifier).collect();
+    let data =
+        blindspot::experiments::MnistData::load(&blindspot::data::mnist::default_dir(), 2014)
+            .unwrap();
+    let fig = blindspot::report::fig7::fig7(
+        &refs,
+        &data.test.images.narrow(0, 0, 10),
+        &data.test.labels.narrow(0, 0, 10),
+        &data.test.images,
+        &data.test.labels,
+        &out,
+        1,
+        &AttackSettings::default(),
+    )
+    .unwrap();
+    println!("{}", serde_json::to_string_pretty(&fig).unwrap());
+}
