@@ -398,3 +398,77 @@ fn fig7_manual() {
     .unwrap();
     println!("{}", serde_json::to_string_pretty(&fig).unwrap());
 }
+
+#[test]
+fn cli_args_parse_and_run_stage_attacks_mnist_end_to_end() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: attack::AttackArgs,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A random linear softmax model on MNIST's shape, saved as a zoo model folder.
+    let arch = Architecture {
+        input_shape: vec![1, 28, 28],
+        layers: vec![
+            Layer::Flatten,
+            Layer::Linear {
+                name: "fc".into(),
+                in_features: 784,
+                out_features: 10,
+            },
+        ],
+    };
+    tch::manual_seed(0);
+    let theta = Tensor::randn([7850], (Kind::Float, Device::Cpu)) * 0.05;
+    let model = ZooModel::new("rand-softmax", arch, theta, serde_json::json!({"seed": 0})).unwrap();
+    let mdir = dir.path().join("model");
+    model.save(&mdir).unwrap();
+    let out = dir.path().join("out");
+    let cli = Cli::try_parse_from([
+        "attack",
+        "--model",
+        mdir.to_str().unwrap(),
+        "--split",
+        "test",
+        "--first",
+        "6",
+        "--untargeted",
+        "--out",
+        out.to_str().unwrap(),
+        "--batch",
+        "4",
+    ])
+    .unwrap();
+    let s = attack::run(&cli.a).unwrap();
+    assert_eq!((s.examples, s.successes, s.targeted), (6, 6, false));
+    assert!(out.join("adversarial.safetensors").exists() && out.join("summary.json").exists());
+    assert!(out.join("chunks/chunk-00001.json").exists());
+    // --batch 0 and conflicting flags are refused.
+    let bad = Cli::try_parse_from([
+        "attack",
+        "--model",
+        mdir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch",
+        "0",
+    ])
+    .unwrap();
+    assert!(attack::run(&bad.a)
+        .unwrap_err()
+        .to_string()
+        .contains("batch"));
+    assert!(Cli::try_parse_from([
+        "attack",
+        "--model",
+        "m",
+        "--out",
+        "o",
+        "--untargeted",
+        "--targets",
+        "t.txt",
+    ])
+    .is_err());
+}
