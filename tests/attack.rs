@@ -472,3 +472,58 @@ fn cli_args_parse_and_run_stage_attacks_mnist_end_to_end() {
     ])
     .is_err());
 }
+
+/// The linear fixture model seen through inputs in [-1, 1] (x_model = (x + 1) / 2): another box.
+struct Shifted(ZooModel);
+
+impl Classifier for Shifted {
+    fn name(&self) -> &str {
+        "shifted"
+    }
+    fn input_shape(&self) -> Vec<i64> {
+        self.0.input_shape()
+    }
+    fn num_classes(&self) -> i64 {
+        self.0.num_classes()
+    }
+    fn input_bounds(&self) -> (f64, f64) {
+        (-1.0, 1.0)
+    }
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+    fn logits(&self, x: &Tensor) -> blindspot::Result<Tensor> {
+        self.0.logits(&((x + 1.0) * 0.5))
+    }
+    fn layer_names(&self) -> Vec<String> {
+        self.0.layer_names()
+    }
+    fn layer(&self, x: &Tensor, name: &str) -> blindspot::Result<Tensor> {
+        self.0.layer(&((x + 1.0) * 0.5), name)
+    }
+}
+
+#[test]
+fn other_bounds_are_respected_and_distortions_scale() {
+    let fx = linear_fixture();
+    let m = Shifted(fx.model);
+    let x = &fx.x * 2.0 - 1.0; // the same images in [-1, 1]
+    let out = attack_batch(
+        &m,
+        &x,
+        &fx.labels,
+        Some(&fx.targets),
+        &AttackSettings::default(),
+    )
+    .unwrap();
+    let ver = verify(&m, &x, &out.adversarial, &fx.labels, Some(&fx.targets)).unwrap();
+    assert!(out.adversarial.min().double_value(&[]) >= -1.0);
+    for (j, ((ok, d, _), reference)) in ver.iter().zip(fx.min_distortion.iter()).enumerate() {
+        assert!(out.success[j] && *ok);
+        // Distances double with the box.
+        assert!(
+            *d >= 2.0 * reference * (1.0 - 1e-3) - 1e-6 && *d <= 2.0 * reference * 1.05 + 4e-4,
+            "{j}: {d}"
+        );
+    }
+}
