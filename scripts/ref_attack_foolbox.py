@@ -11,7 +11,7 @@ reports success, distortion sqrt(mean((x'-x)^2)) per image, evaluations and imag
 import argparse, collections, collections.abc, csv, gzip, json, os, sys, time
 
 collections.Mapping = collections.abc.Mapping  # foolbox 2.4.0 on Python >= 3.10
-collections.Iterable = collections.abc.Iterable
+collections.Iterable = collections.abc.Iterable  # (and these two, used by foolbox.v1)
 collections.Sequence = collections.abc.Sequence
 import numpy as np
 import torch
@@ -74,7 +74,7 @@ def main():
 
     rows = list(csv.DictReader(open(a.ours)))[: a.n]
     x, y = load_mnist_test(a.mnist)
-    net = Counting(build(a.model))
+    net = Counting(build(a.model)).eval()
     fmodel = foolbox.models.PyTorchModel(net, bounds=(0, 1), num_classes=10)
     out = []
     t0 = time.time()

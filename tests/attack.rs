@@ -367,3 +367,163 @@ fn fig7_draws_pngs_and_reports_numbers() {
     assert!(fig.panels[0].png.exists() && fig.panel_c_png.exists());
     assert!((0.0..=1.0).contains(&fig.panel_c_accuracy));
 }
+
+/// Fig 7 on trained zoo models: BLINDSPOT_FIG7_MODELS=<dir1>,<dir2> BLINDSPOT_FIG7_OUT=<dir>
+/// cargo test --test attack fig7_manual -- --ignored --nocapture
+#[test]
+#[ignore]
+fn fig7_manual() {
+    tch::set_num_threads(1);
+    let dirs = std::env::var("BLINDSPOT_FIG7_MODELS").expect("model dirs");
+    let out =
+        PathBuf::from(std::env::var("BLINDSPOT_FIG7_OUT").unwrap_or("/tmp/attack_fig7".into()));
+    let models: Vec<ZooModel> = dirs
+        .split(',')
+        .map(|d| ZooModel::load(std::path::Path::new(d), Device::Cpu).unwrap())
+        .collect();
+    let refs: Vec<&dyn Classifier> = models.iter().map(|m| m as &dyn Classifier).collect();
+    let data =
+        blindspot::experiments::MnistData::load(&blindspot::data::mnist::default_dir(), 2014)
+            .unwrap();
+    let fig = blindspot::report::fig7::fig7(
+        &refs,
+        &data.test.images.narrow(0, 0, 10),
+        &data.test.labels.narrow(0, 0, 10),
+        &data.test.images,
+        &data.test.labels,
+        &out,
+        1,
+        &AttackSettings::default(),
+    )
+    .unwrap();
+    println!("{}", serde_json::to_string_pretty(&fig).unwrap());
+}
+
+#[test]
+fn cli_args_parse_and_run_stage_attacks_mnist_end_to_end() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: attack::AttackArgs,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A random linear softmax model on MNIST's shape, saved as a zoo model folder.
+    let arch = Architecture {
+        input_shape: vec![1, 28, 28],
+        layers: vec![
+            Layer::Flatten,
+            Layer::Linear {
+                name: "fc".into(),
+                in_features: 784,
+                out_features: 10,
+            },
+        ],
+    };
+    tch::manual_seed(0);
+    let theta = Tensor::randn([7850], (Kind::Float, Device::Cpu)) * 0.05;
+    let model = ZooModel::new("rand-softmax", arch, theta, serde_json::json!({"seed": 0})).unwrap();
+    let mdir = dir.path().join("model");
+    model.save(&mdir).unwrap();
+    let out = dir.path().join("out");
+    let cli = Cli::try_parse_from([
+        "attack",
+        "--model",
+        mdir.to_str().unwrap(),
+        "--split",
+        "test",
+        "--first",
+        "6",
+        "--untargeted",
+        "--out",
+        out.to_str().unwrap(),
+        "--batch",
+        "4",
+    ])
+    .unwrap();
+    let s = attack::run(&cli.a).unwrap();
+    assert_eq!((s.examples, s.successes, s.targeted), (6, 6, false));
+    assert!(out.join("adversarial.safetensors").exists() && out.join("summary.json").exists());
+    assert!(out.join("chunks/chunk-00001.json").exists());
+    // --batch 0 and conflicting flags are refused.
+    let bad = Cli::try_parse_from([
+        "attack",
+        "--model",
+        mdir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch",
+        "0",
+    ])
+    .unwrap();
+    assert!(attack::run(&bad.a)
+        .unwrap_err()
+        .to_string()
+        .contains("batch"));
+    assert!(Cli::try_parse_from([
+        "attack",
+        "--model",
+        "m",
+        "--out",
+        "o",
+        "--untargeted",
+        "--targets",
+        "t.txt",
+    ])
+    .is_err());
+}
+
+/// The linear fixture model seen through inputs in [-1, 1] (x_model = (x + 1) / 2): another box.
+struct Shifted(ZooModel);
+
+impl Classifier for Shifted {
+    fn name(&self) -> &str {
+        "shifted"
+    }
+    fn input_shape(&self) -> Vec<i64> {
+        self.0.input_shape()
+    }
+    fn num_classes(&self) -> i64 {
+        self.0.num_classes()
+    }
+    fn input_bounds(&self) -> (f64, f64) {
+        (-1.0, 1.0)
+    }
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+    fn logits(&self, x: &Tensor) -> blindspot::Result<Tensor> {
+        self.0.logits(&((x + 1.0) * 0.5))
+    }
+    fn layer_names(&self) -> Vec<String> {
+        self.0.layer_names()
+    }
+    fn layer(&self, x: &Tensor, name: &str) -> blindspot::Result<Tensor> {
+        self.0.layer(&((x + 1.0) * 0.5), name)
+    }
+}
+
+#[test]
+fn other_bounds_are_respected_and_distortions_scale() {
+    let fx = linear_fixture();
+    let m = Shifted(fx.model);
+    let x = &fx.x * 2.0 - 1.0; // the same images in [-1, 1]
+    let out = attack_batch(
+        &m,
+        &x,
+        &fx.labels,
+        Some(&fx.targets),
+        &AttackSettings::default(),
+    )
+    .unwrap();
+    let ver = verify(&m, &x, &out.adversarial, &fx.labels, Some(&fx.targets)).unwrap();
+    assert!(out.adversarial.min().double_value(&[]) >= -1.0);
+    for (j, ((ok, d, _), reference)) in ver.iter().zip(fx.min_distortion.iter()).enumerate() {
+        assert!(out.success[j] && *ok);
+        // Distances double with the box.
+        assert!(
+            *d >= 2.0 * reference * (1.0 - 1e-3) - 1e-6 && *d <= 2.0 * reference * 1.05 + 4e-4,
+            "{j}: {d}"
+        );
+    }
+}

@@ -24,6 +24,29 @@ pub fn gaussian_noise(
     Ok(x.f_add(&noise)?.f_clamp(bounds.0, bounds.1)?)
 }
 
+/// `images` [N, ..] plus N(0, stddev²) noise drawn from `seed`, *not* clipped (may leave the box).
+pub fn gaussian_noise_unclipped(images: &Tensor, stddev: f64, seed: u64) -> Result<Tensor> {
+    gaussian_noise(images, stddev, seed, (f64::NEG_INFINITY, f64::INFINITY))
+}
+
+/// Accuracy of `model` on `images` [N, ..] with unclipped Gaussian noise of `stddev`.
+pub fn noise_accuracy_unclipped(
+    model: &dyn Classifier,
+    images: &Tensor,
+    labels: &Tensor,
+    stddev: f64,
+    seed: u64,
+    batch: i64,
+) -> Result<f64> {
+    let noisy = gaussian_noise_unclipped(images, stddev, seed)?;
+    let pred = crate::models::classifier::predict(model, &noisy, batch.max(1))?; // [N]
+    let right = pred.f_eq_tensor(&labels.f_to_device(Device::Cpu)?)?;
+    Ok(right
+        .f_to_kind(Kind::Double)?
+        .f_mean(Kind::Double)?
+        .f_double_value(&[])?)
+}
+
 /// Accuracy of `model` on `images` [N, ..] with Gaussian noise of `stddev` (clipped to the box).
 pub fn noise_accuracy(
     model: &dyn Classifier,

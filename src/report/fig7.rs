@@ -126,6 +126,8 @@ pub struct Fig7 {
     pub panel_c_png: PathBuf,
     /// Accuracy of the first model on the `eval` images with Gaussian noise of stddev 1 (paper: 51%).
     pub panel_c_accuracy: f64,
+    /// The same without clipping to [0, 1] (the paper does not say whether it clipped).
+    pub panel_c_accuracy_unclipped: f64,
     pub panel_c_model: String,
 }
 
@@ -203,14 +205,16 @@ pub fn fig7(
     }
     let m0 = models[0];
     let acc_c = noise::noise_accuracy(m0, eval, eval_labels, 1.0, seed + 3, 10_000)?;
+    let acc_c_raw = noise::noise_accuracy_unclipped(m0, eval, eval_labels, 1.0, seed + 3, 10_000)?;
     let noisy_c = noise::gaussian_noise(shown, 1.0, seed + 4, m0.input_bounds())?;
     let panel_c_png = out_dir.join("fig7c.png");
     draw_grid(
         &panel_c_png,
         &format!(
-            "Fig 7(c) Gaussian noise stddev 1 (clipped to [0,1]): {} accuracy {:.1}% (paper: 51%)",
+            "Fig 7(c) Gaussian noise stddev 1: {} accuracy {:.1}% clipped to [0,1], {:.1}% unclipped (paper: 51%)",
             m0.name(),
-            100.0 * acc_c
+            100.0 * acc_c,
+            100.0 * acc_c_raw
         ),
         &[
             ("original".into(), shown.shallow_clone()),
@@ -221,6 +225,7 @@ pub fn fig7(
         panels,
         panel_c_png,
         panel_c_accuracy: acc_c,
+        panel_c_accuracy_unclipped: acc_c_raw,
         panel_c_model: m0.name().to_string(),
     };
     crate::io::write_json(&out_dir.join("fig7.json"), &fig)?;
