@@ -37,6 +37,24 @@ pub struct Experiment {
     /// The paper's attack (§4.1, Table 1 distortions), each in `runs/<name>/attacks/<model>/`.
     #[serde(default)]
     pub attacks: Vec<AttackStage>,
+    /// Fig 7 (adversarials vs Gaussian noise of the same stddev; noise of stddev 1), in `runs/<name>/fig7/`.
+    #[serde(default)]
+    pub fig7: Option<Fig7Stage>,
+}
+
+/// The Fig 7 stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fig7Stage {
+    /// Models of this experiment, one panel each (the paper: a softmax and N200-200-10).
+    pub models: Vec<String>,
+    /// Test images shown per grid.
+    #[serde(default = "default_shown")]
+    pub images: i64,
+}
+
+fn default_shown() -> i64 {
+    10
 }
 
 /// An attack stage: a model of this experiment (or a model folder) and what to attack.

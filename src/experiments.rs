@@ -405,6 +405,51 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
             skipped.push(label);
         }
     }
+    if let Some(f) = &exp.fig7 {
+        j += 1;
+        if mine(j - 1) && f.models.iter().all(|m| models_done(m)) {
+            let paths: Vec<PathBuf> = f.models.iter().map(|m| exp.model_path(m)).collect();
+            let fps: Vec<String> = paths.iter().map(|p| model_fingerprint(p)).collect();
+            let fp = fingerprint(
+                &serde_json::json!({"v": STAGE_VERSION, "stage": f, "seed": exp.seed, "models": fps}),
+            );
+            let label = "fig7".to_string();
+            if stage(
+                &run_dir.join("fig7"),
+                &label,
+                &fp,
+                opts.force,
+                &mut timings,
+                |d| {
+                    let models = paths
+                        .iter()
+                        .map(|p| ZooModel::load(p, device))
+                        .collect::<Result<Vec<_>>>()?;
+                    let refs: Vec<&dyn crate::models::Classifier> = models
+                        .iter()
+                        .map(|m| m as &dyn crate::models::Classifier)
+                        .collect();
+                    let shown = data.test.images.narrow(0, 0, f.images).to_device(device);
+                    let shown_labels = data.test.labels.narrow(0, 0, f.images).to_device(device);
+                    let r = crate::report::fig7::fig7(
+                        &refs,
+                        &shown,
+                        &shown_labels,
+                        &data.test.images,
+                        &data.test.labels,
+                        d,
+                        exp.seed,
+                        &crate::attack::AttackSettings::default(),
+                    )?;
+                    crate::io::write_json(&d.join("fig7.json"), &r)
+                },
+            )? {
+                trained.push(label);
+            } else {
+                skipped.push(label);
+            }
+        }
+    }
     for sp in &exp.spectral {
         j += 1;
         if !mine(j - 1) || !models_done(&sp.model) {
@@ -626,6 +671,7 @@ pub fn write_report(
         ));
     }
     md.push_str(&attack_section(exp, run_dir));
+    md.push_str(&fig7_section(run_dir));
     md.push_str(&units_section(exp, run_dir));
     md.push_str(&spectral_section(exp, run_dir));
     md.push_str(&format!(
@@ -769,5 +815,41 @@ fn attack_section(exp: &Experiment, run_dir: &Path) -> String {
     format!(
         "\n## Adversarial examples (§4.1, Table 1 last column)\n\nThe paper's box-constrained L-BFGS attack with a search over c; every success re-verified in a fresh forward pass. Distortion = sqrt(Σ(x′ − x)²/n), averaged over successful examples. The paper attacks all 60,000 training images (`experiments/paper.yaml`); other experiments attack a subset.\n\n{}",
         t.markdown()
+    )
+}
+
+/// The report's Fig 7 section.
+fn fig7_section(run_dir: &Path) -> String {
+    let Ok(f) = crate::io::read_json::<serde_json::Value>(&run_dir.join("fig7/fig7.json")) else {
+        return String::new();
+    };
+    let mut t = Table::new(&[
+        "model",
+        "shown",
+        "adversarial stddev",
+        "accuracy on adversarials (paper 0%)",
+        "accuracy, Gaussian noise of that stddev (test set)",
+        "grid",
+    ]);
+    for p in f["panels"].as_array().cloned().unwrap_or_default() {
+        let png = Path::new(p["png"].as_str().unwrap_or(""))
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        t.push(vec![
+            p["model"].as_str().unwrap_or("").into(),
+            p["images"].to_string(),
+            format!("{:.4}", p["stddev"].as_f64().unwrap_or(f64::NAN)),
+            pct(p["adversarial_accuracy"].as_f64()),
+            pct(p["noise_accuracy"].as_f64()),
+            format!("![fig7](fig7/{png})"),
+        ]);
+    }
+    format!(
+        "\n## Fig 7: adversarials vs Gaussian noise\n\n{}\nPanel (c), {}: accuracy on test images with Gaussian noise of stddev 1 = {} clipped to [0, 1], {} unclipped (paper: 51%; the paper does not say whether it clipped). ![fig7c](fig7/fig7c.png)\n",
+        t.markdown(),
+        f["panel_c_model"].as_str().unwrap_or(""),
+        pct(f["panel_c_accuracy"].as_f64()),
+        pct(f["panel_c_accuracy_unclipped"].as_f64())
     )
 }
