@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Measured single-thread f32 matmul peak (GFLOP/s) for docs/bench-attack.md: best of 5 runs of
+"""Measured single-thread f32 matmul peak (GFLOP/s) for docs/benchmarks.md: best of 5 runs of
 [N, K] x [K, M] products the size of the attack's layers and a square 1024 product."""
 import time, torch
 torch.set_num_threads(1)

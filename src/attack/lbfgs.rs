@@ -13,7 +13,7 @@
 //! - **Search over c, per example**: start at `c_init`; *bracket* by multiplying (on failure) or dividing
 //!   (on success) by `bracket_factor` until one failing c_lo and one succeeding c_hi are known, then
 //!   *bisect* geometrically (c = sqrt(c_lo·c_hi)) until c_hi/c_lo <= 1 + `c_rel_tol`. Defaults (tuned on N100-100-10 against foolbox, see
-//!   docs/bench-attack.md): c_init 1, factor 3, c_rel_tol 0.05, m = 5, loose per-solve tolerances
+//!   docs/benchmarks.md): c_init 1, factor 3, c_rel_tol 0.05, m = 5, loose per-solve tolerances
 //!   (pgtol 1e-3 on ‖r‖² + c·loss, factr 1e12): tighter ones cost 2× the evaluations for < 0.5% distortion. Each solve is warm
 //!   started from the solution of the nearest (in log c) solved c of that example (the original image for
 //!   the first solve). The best (smallest distortion) adversarial seen over all solves is kept.
