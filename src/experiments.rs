@@ -55,20 +55,29 @@ pub fn mark_done(dir: &Path, stage: &str, fp: &str, seconds: f64) -> Result<()> 
     )
 }
 
+/// What a run did: stage timings (label, seconds, skipped) and the stages it ran or skipped.
+#[derive(Debug, Default)]
+pub struct RunLog {
+    pub timings: Vec<(String, f64, bool)>,
+    pub ran: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
 /// Runs one resumable stage: skipped when `dir` holds a `.done.json` with fingerprint `fp` (unless
-/// `force`), else `work(dir)` and the marker. Records (label, seconds, skipped) in `timings`.
+/// `force`), else `work(dir)` and the marker. Records what happened in `log`.
 pub fn stage(
     dir: &Path,
     label: &str,
     fp: &str,
     force: bool,
-    timings: &mut Vec<(String, f64, bool)>,
+    runlog: &mut RunLog,
     work: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<bool> {
     if !force {
         if let Some(m) = is_done(dir, fp) {
             log::info!("{label}: up to date, skipped");
-            timings.push((label.to_string(), m.seconds, true));
+            runlog.timings.push((label.to_string(), m.seconds, true));
+            runlog.skipped.push(label.to_string());
             return Ok(false);
         }
     }
@@ -78,7 +87,8 @@ pub fn stage(
     work(dir)?;
     let secs = t.elapsed().as_secs_f64();
     mark_done(dir, label, fp, secs)?;
-    timings.push((label.to_string(), secs, false));
+    runlog.timings.push((label.to_string(), secs, false));
+    runlog.ran.push(label.to_string());
     Ok(true)
 }
 
@@ -295,18 +305,17 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
     let data = MnistData::load(&exp.data.mnist_dir(), exp.data.split_seed)?;
     crate::io::write_json(&run_dir.join("data/split.json"), &data.split)?;
     crate::io::write_json(&run_dir.join("data/data.json"), &data.fingerprint_json())?;
-    let mut timings = vec![(
+    let mut runlog = RunLog::default();
+    runlog.timings.push((
         "data (load + verify MNIST)".to_string(),
         t0.elapsed().as_secs_f64(),
         false,
-    )];
+    ));
     log::info!(
         "data loaded and verified in {:.1} s",
         t0.elapsed().as_secs_f64()
     );
 
-    let mut trained = Vec::new();
-    let mut skipped = Vec::new();
     for (i, spec) in exp.models.iter().enumerate() {
         if let Some((k, n)) = opts.shard {
             if i % n != k {
@@ -319,13 +328,9 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
             "v": STAGE_VERSION, "spec": spec, "seed": seed, "device": exp.device, "data": data.fingerprint_json()
         }));
         let label = format!("models/{}", spec.name);
-        if stage(&dir, &label, &fp, opts.force, &mut timings, |d| {
+        stage(&dir, &label, &fp, opts.force, &mut runlog, |d| {
             train_and_save(spec, &data, seed, device, d).map(|_| ())
-        })? {
-            trained.push(spec.name.clone());
-        } else {
-            skipped.push(spec.name.clone());
-        }
+        })?;
     }
     let models_done = |m: &str| {
         exp.model(m).is_none() || run_dir.join("models").join(m).join(".done.json").exists()
@@ -350,7 +355,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
             &serde_json::json!({"v": STAGE_VERSION, "stage": u, "seed": exp.seed, "model": model_fingerprint(&model)}),
         );
         let label = format!("units/{}-{}", u.model, u.layer);
-        if stage(&dir, &label, &fp, opts.force, &mut timings, |d| {
+        stage(&dir, &label, &fp, opts.force, &mut runlog, |d| {
             let argv: Vec<String> = [
                 "units",
                 "--model",
@@ -378,11 +383,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
             .collect();
             let cli: UnitsCli = parse_args(&label, argv)?;
             crate::units::run(&cli.args).map(|_| ())
-        })? {
-            trained.push(label);
-        } else {
-            skipped.push(label);
-        }
+        })?;
     }
     for a in &exp.attacks {
         j += 1;
@@ -397,13 +398,9 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
             &serde_json::json!({"v": STAGE_VERSION, "stage": spec, "device": exp.device, "model": model_fingerprint(&model), "data": data.fingerprint_json()}),
         );
         let label = format!("attacks/{}", a.model);
-        if stage(&dir, &label, &fp, opts.force, &mut timings, |d| {
+        stage(&dir, &label, &fp, opts.force, &mut runlog, |d| {
             crate::attack::run_stage(&model, &spec, d, device, &data.dir).map(|_| ())
-        })? {
-            trained.push(label);
-        } else {
-            skipped.push(label);
-        }
+        })?;
     }
     if let Some(f) = &exp.fig7 {
         j += 1;
@@ -414,12 +411,12 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
                 &serde_json::json!({"v": STAGE_VERSION, "stage": f, "seed": exp.seed, "models": fps}),
             );
             let label = "fig7".to_string();
-            if stage(
+            stage(
                 &run_dir.join("fig7"),
                 &label,
                 &fp,
                 opts.force,
-                &mut timings,
+                &mut runlog,
                 |d| {
                     let models = paths
                         .iter()
@@ -443,11 +440,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
                     )?;
                     crate::io::write_json(&d.join("fig7.json"), &r)
                 },
-            )? {
-                trained.push(label);
-            } else {
-                skipped.push(label);
-            }
+            )?;
         }
     }
     for sp in &exp.spectral {
@@ -461,7 +454,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
             &serde_json::json!({"v": STAGE_VERSION, "stage": sp, "seed": exp.seed, "model": model_fingerprint(&model)}),
         );
         let label = format!("spectral/{}", sp.model);
-        if stage(&dir, &label, &fp, opts.force, &mut timings, |d| {
+        stage(&dir, &label, &fp, opts.force, &mut runlog, |d| {
             let mut argv: Vec<String> = [
                 "spectral",
                 "--model",
@@ -486,22 +479,14 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
             }
             let cli: SpectralCli = parse_args(&label, argv)?;
             crate::spectral::run(&cli.args).map(|_| ())
-        })? {
-            trained.push(label);
-        } else {
-            skipped.push(label);
-        }
+        })?;
     }
 
-    let all_done = exp.models.iter().all(|m| {
-        run_dir
-            .join("models")
-            .join(&m.name)
-            .join(".done.json")
-            .exists()
-    });
+    let all_done = stage_dirs(exp, &run_dir)
+        .iter()
+        .all(|d| d.join(".done.json").exists());
     let report = if all_done {
-        Some(write_report(exp, &run_dir, &timings)?)
+        Some(write_report(exp, &run_dir, &runlog.timings)?)
     } else {
         log::info!("not all model stages are finished (sharded run?): the report is written by the run that finishes last");
         None
@@ -509,9 +494,35 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
     Ok(RunSummary {
         run_dir,
         report,
-        trained,
-        skipped,
+        trained: runlog.ran,
+        skipped: runlog.skipped,
     })
+}
+
+/// The folder of every stage of `exp` (all shards).
+pub fn stage_dirs(exp: &Experiment, run_dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = exp
+        .models
+        .iter()
+        .map(|m| run_dir.join("models").join(&m.name))
+        .collect();
+    v.extend(exp.units.iter().map(|u| {
+        run_dir
+            .join("units")
+            .join(format!("{}-{}", sanitize(&u.model), sanitize(&u.layer)))
+    }));
+    v.extend(
+        exp.attacks
+            .iter()
+            .map(|a| run_dir.join("attacks").join(sanitize(&a.model))),
+    );
+    v.extend(exp.fig7.iter().map(|_| run_dir.join("fig7")));
+    v.extend(
+        exp.spectral
+            .iter()
+            .map(|sp| run_dir.join("spectral").join(sanitize(&sp.model))),
+    );
+    v
 }
 
 /// A folder-name-safe version of a model or layer name.
