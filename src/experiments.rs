@@ -347,10 +347,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
             continue;
         }
         let model = exp.model_path(&u.model);
-        let dir =
-            run_dir
-                .join("units")
-                .join(format!("{}-{}", sanitize(&u.model), sanitize(&u.layer)));
+        let dir = units_dir(&run_dir, u);
         let fp = fingerprint(
             &serde_json::json!({"v": STAGE_VERSION, "stage": u, "seed": exp.seed, "model": model_fingerprint(&model)}),
         );
@@ -391,7 +388,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
             continue;
         }
         let model = exp.model_path(&a.model);
-        let dir = run_dir.join("attacks").join(sanitize(&a.model));
+        let dir = attack_dir(&run_dir, a);
         let mut spec = a.spec.clone();
         spec.split_seed = exp.data.split_seed;
         let fp = fingerprint(
@@ -449,7 +446,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
             continue;
         }
         let model = exp.model_path(&sp.model);
-        let dir = run_dir.join("spectral").join(sanitize(&sp.model));
+        let dir = spectral_dir(&run_dir, sp);
         let fp = fingerprint(
             &serde_json::json!({"v": STAGE_VERSION, "stage": sp, "seed": exp.seed, "model": model_fingerprint(&model)}),
         );
@@ -499,6 +496,23 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
     })
 }
 
+/// Folder of a units stage.
+fn units_dir(run_dir: &Path, u: &crate::config::UnitsStage) -> PathBuf {
+    run_dir
+        .join("units")
+        .join(format!("{}-{}", sanitize(&u.model), sanitize(&u.layer)))
+}
+
+/// Folder of an attack stage.
+fn attack_dir(run_dir: &Path, a: &crate::config::AttackStage) -> PathBuf {
+    run_dir.join("attacks").join(sanitize(&a.model))
+}
+
+/// Folder of a spectral stage.
+fn spectral_dir(run_dir: &Path, sp: &crate::config::SpectralStage) -> PathBuf {
+    run_dir.join("spectral").join(sanitize(&sp.model))
+}
+
 /// The folder of every stage of `exp` (all shards).
 pub fn stage_dirs(exp: &Experiment, run_dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = exp
@@ -506,22 +520,10 @@ pub fn stage_dirs(exp: &Experiment, run_dir: &Path) -> Vec<PathBuf> {
         .iter()
         .map(|m| run_dir.join("models").join(&m.name))
         .collect();
-    v.extend(exp.units.iter().map(|u| {
-        run_dir
-            .join("units")
-            .join(format!("{}-{}", sanitize(&u.model), sanitize(&u.layer)))
-    }));
-    v.extend(
-        exp.attacks
-            .iter()
-            .map(|a| run_dir.join("attacks").join(sanitize(&a.model))),
-    );
+    v.extend(exp.units.iter().map(|u| units_dir(run_dir, u)));
+    v.extend(exp.attacks.iter().map(|a| attack_dir(run_dir, a)));
     v.extend(exp.fig7.iter().map(|_| run_dir.join("fig7")));
-    v.extend(
-        exp.spectral
-            .iter()
-            .map(|sp| run_dir.join("spectral").join(sanitize(&sp.model))),
-    );
+    v.extend(exp.spectral.iter().map(|sp| spectral_dir(run_dir, sp)));
     v
 }
 
@@ -713,7 +715,7 @@ fn units_section(exp: &Experiment, run_dir: &Path) -> String {
         "conclusion",
     ]);
     for u in &exp.units {
-        let rel = format!("units/{}-{}", sanitize(&u.model), sanitize(&u.layer));
+        let rel = units_dir(Path::new(""), u).display().to_string();
         let Ok(sum) =
             crate::io::read_json::<serde_json::Value>(&run_dir.join(&rel).join("summary.json"))
         else {
@@ -764,7 +766,7 @@ fn units_section(exp: &Experiment, run_dir: &Path) -> String {
 fn spectral_section(exp: &Experiment, run_dir: &Path) -> String {
     let mut md = String::new();
     for sp in &exp.spectral {
-        let rel = format!("spectral/{}", sanitize(&sp.model));
+        let rel = spectral_dir(Path::new(""), sp).display().to_string();
         if let Ok(t) = std::fs::read_to_string(run_dir.join(&rel).join("table5.md")) {
             let body: String = t
                 .lines()
@@ -795,10 +797,7 @@ fn attack_section(exp: &Experiment, run_dir: &Path) -> String {
         "images / s",
     ]);
     for a in &exp.attacks {
-        let path = run_dir
-            .join("attacks")
-            .join(sanitize(&a.model))
-            .join("summary.json");
+        let path = attack_dir(run_dir, a).join("summary.json");
         let Ok(s) = crate::io::read_json::<crate::attack::AttackSummary>(&path) else {
             continue;
         };
