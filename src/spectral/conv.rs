@@ -177,14 +177,17 @@ fn fold_last(t: &Tensor, dim: i64, t_len: i64, m: i64) -> Tensor {
 
 /// All singular values of the circular convolution on `torus`, descending: f64 [M_h·M_w·g·min(F/g, Cs)].
 pub fn fft_singular_values(weight: &Tensor, g: &ConvGeom, torus: [i64; 2]) -> Result<Tensor> {
-    let mut blocks = frequency_blocks(weight, g, torus)?; // [B, F/g, Cs] complex128
+    let blocks = frequency_blocks(weight, g, torus)?; // [B, F/g, Cs] complex128
     let sz = blocks.size();
-    if sz[1] < sz[2] {
-        // Wide blocks: LAPACK's batched SVD is many times slower on them; the conjugate transpose has
-        // the same singular values. [B, Cs, F/g]
-        blocks = blocks.transpose(1, 2).conj().contiguous();
-    }
-    let (_, s, _) = blocks.f_svd(true, false)?; // [B, min]
+    // Singular values as square roots of the eigenvalues of the smaller Gram matrix (Hermitian, batched
+    // eigvalsh: several times faster than LAPACK's batched SVD). In f64 the relative error of σ is about
+    // eps·(σ_max/σ)², far below the 1e-6 the tests demand for the layers' conditioning.
+    let gram = if sz[1] < sz[2] {
+        blocks.matmul(&blocks.transpose(1, 2).conj()) // [B, F/g, F/g]
+    } else {
+        blocks.transpose(1, 2).conj().matmul(&blocks) // [B, Cs, Cs]
+    };
+    let s = gram.f_linalg_eigvalsh("L")?.clamp_min(0.0).sqrt(); // [B, min]
     Ok(s.reshape([-1]).sort(0, true).0)
 }
 
