@@ -411,10 +411,5 @@ pub fn train_model(
 
 /// Fraction of examples `x` [N, ..] misclassified (labels `y` [N]), evaluated in chunks, no dropout.
 pub fn error_rate(model: &dyn crate::models::Classifier, x: &Tensor, y: &Tensor) -> Result<f64> {
-    let pred = crate::models::classifier::predict(model, x, 10_000)?;
-    let wrong = pred
-        .ne_tensor(&y.to_device(Device::Cpu))
-        .sum(Kind::Int64)
-        .int64_value(&[]);
-    Ok(wrong as f64 / y.size()[0].max(1) as f64)
+    Ok(1.0 - crate::models::classifier::accuracy(model, x, y, 10_000)?)
 }

@@ -39,12 +39,7 @@ pub fn noise_accuracy_unclipped(
     batch: i64,
 ) -> Result<f64> {
     let noisy = gaussian_noise_unclipped(images, stddev, seed)?;
-    let pred = crate::models::classifier::predict(model, &noisy, batch.max(1))?; // [N]
-    let right = pred.f_eq_tensor(&labels.f_to_device(Device::Cpu)?)?;
-    Ok(right
-        .f_to_kind(Kind::Double)?
-        .f_mean(Kind::Double)?
-        .f_double_value(&[])?)
+    crate::models::classifier::accuracy(model, &noisy, labels, batch)
 }
 
 /// Accuracy of `model` on `images` [N, ..] with Gaussian noise of `stddev` (clipped to the box).
@@ -57,10 +52,5 @@ pub fn noise_accuracy(
     batch: i64,
 ) -> Result<f64> {
     let noisy = gaussian_noise(images, stddev, seed, model.input_bounds())?;
-    let pred = crate::models::classifier::predict(model, &noisy, batch.max(1))?; // [N]
-    let right = pred.f_eq_tensor(&labels.f_to_device(Device::Cpu)?)?;
-    Ok(right
-        .f_to_kind(Kind::Double)?
-        .f_mean(Kind::Double)?
-        .f_double_value(&[])?)
+    crate::models::classifier::accuracy(model, &noisy, labels, batch)
 }

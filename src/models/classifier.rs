@@ -59,3 +59,13 @@ pub fn predict(c: &dyn Classifier, x: &Tensor, batch: i64) -> Result<Tensor> {
     }
     Ok(Tensor::cat(&out, 0))
 }
+
+/// Fraction of the examples `x` [N, ..] that `c` classifies as `y` [N], in chunks of `batch`, no gradients.
+pub fn accuracy(c: &dyn Classifier, x: &Tensor, y: &Tensor, batch: i64) -> Result<f64> {
+    let pred = predict(c, x, batch.max(1))?; // [N] on the CPU
+    let right = pred
+        .f_eq_tensor(&y.f_to_device(Device::Cpu)?)?
+        .f_sum(tch::Kind::Int64)?
+        .f_int64_value(&[])?;
+    Ok(right as f64 / y.size()[0].max(1) as f64)
+}
