@@ -359,6 +359,12 @@ impl ModelSpec {
             ArchSpec::Autoencoder {
                 sparsity, pretrain, ..
             } => {
+                if self.weight_decay.first().is_some_and(|l| *l != 0.0) {
+                    return err(
+                        "weight_decay",
+                        "the first entry is the frozen encoder's and must be 0 (its decay is `arch.weight_decay`)".into(),
+                    );
+                }
                 if !(*sparsity > 0.0 && *sparsity < 1.0) {
                     return err("arch.sparsity", "must be in (0, 1)".into());
                 }

@@ -324,3 +324,16 @@ fn loss_gradient_matches_finite_differences() {
         );
     }
 }
+
+#[test]
+fn autoencoder_frozen_encoder_decay_must_be_zero() {
+    let ae = "name: t\nmodels:\n  - name: a\n    arch: {kind: autoencoder, code: 8, pretrain: {kind: adam, lr: 1.0e-3, epochs: 1}}\n    weight_decay: [0.0, 1.0e-6]\n    optimizer: {kind: lbfgs, max_iter: 5}\n";
+    Experiment::parse(ae, "ae.yaml").unwrap();
+    let e = Experiment::parse(&ae.replace("[0.0, 1.0e-6]", "[1.0e-6, 1.0e-6]"), "ae.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("models[0].weight_decay") && e.contains("frozen encoder"),
+        "{e}"
+    );
+}
