@@ -344,22 +344,29 @@ pub fn train_model(
                 }
             };
             // Stage 2: softmax on the frozen code.
-            let enc_len = code * 784 + code;
-            let enc_theta = ae_theta.narrow(0, 0, enc_len);
+            // The encoder is the autoencoder's first three layers (flatten, enc, sigmoid) and the first
+            // parameters of its flat vector.
+            let enc = Architecture {
+                input_shape: ae.input_shape.clone(),
+                layers: ae.layers[..3].to_vec(),
+            };
+            let enc_layout = enc.param_layout();
+            let enc_theta = ae_theta.narrow(0, 0, enc.num_params());
             let codes = tch::no_grad(|| {
                 let mut outs = Vec::new();
                 let n = x.size()[0];
                 let mut i = 0;
                 while i < n {
                     let len = 10_000.min(n - i);
-                    let xb = x.narrow(0, i, len).flatten(1, -1);
-                    outs.push(
-                        xb.linear(
-                            &enc_theta.narrow(0, 0, code * 784).view([*code, 784]),
-                            Some(&enc_theta.narrow(0, code * 784, *code)),
-                        )
-                        .sigmoid(),
-                    );
+                    let xb = x.narrow(0, i, len); // [len, 1, 28, 28]
+                    outs.extend(forward_all(
+                        &enc,
+                        &enc_layout,
+                        &enc_theta,
+                        &xb,
+                        false,
+                        false,
+                    )); // [len, code]
                     i += len;
                 }
                 Tensor::cat(&outs, 0) // [N, code]
