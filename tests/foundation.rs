@@ -337,3 +337,27 @@ fn autoencoder_frozen_encoder_decay_must_be_zero() {
         "{e}"
     );
 }
+
+#[test]
+fn autoencoder_model_is_encoder_plus_softmax_on_its_code() {
+    let ae = "name: t\nmodels:\n  - name: a\n    arch: {kind: autoencoder, code: 16, pretrain: {kind: adam, lr: 3.0e-3, epochs: 3, batch_size: 100}}\n    weight_decay: [0.0, 1.0e-6]\n    optimizer: {kind: lbfgs, max_iter: 100}\n";
+    let exp = Experiment::parse(ae, "ae.yaml").unwrap();
+    let test = mnist::load(&mnist_dir(), Split::Test).unwrap();
+    let x = test.images.narrow(0, 0, 1000);
+    let y = test.labels.narrow(0, 0, 1000);
+    let (model, outcomes) = blindspot::train::train_model(&exp.models[0], &x, &y, 3).unwrap();
+    assert_eq!(
+        outcomes.len(),
+        2,
+        "autoencoder stage, then the softmax stage"
+    );
+    assert_eq!(
+        model.layer_names(),
+        ["input.flatten", "enc", "enc.sigmoid", "fc"]
+    );
+    // the saved classifier's code is the one the softmax was trained on: it fits those 1000 images far
+    // better than chance
+    let err = blindspot::train::error_rate(&model, &x, &y).unwrap();
+    assert!(err < 0.5, "training error {err}");
+    assert_eq!(model.layer(&x, "enc.sigmoid").unwrap().size(), [1000, 16]);
+}
