@@ -7,6 +7,9 @@ Writes into tests/fixtures/spectral/:
   custom.pt         a net needing a spec: conv (stride 2, dilation 2, groups 2) → relu → max-pool 3/2 pad 1
                     → conv (stride 3) → sigmoid → avg-pool 2 → flatten → linear; input 4×23×19.
   custom.yaml       its layer spec.
+  lrn.pt, lrn.yaml  conv → relu → LocalResponseNorm(5, α 0.1, β 0.75, k 2) → max-pool 2 → linear; input 3×8×8,
+                    and its spec; reference["lrn"]["sup_jacobian"]: the largest ‖J‖ of that LRN found by
+                    gradient ascent (scripts/lrn_lipschitz.py), which our proven bound must not undercut.
   reference.json    per conv/linear layer: min/max singular values of the explicit dense operator
                     (zero padding: conv2d applied to basis vectors; circular: index arithmetic on the torus
                     rounded up to the stride) by scipy.linalg.svdvals; pooling factors by brute force.
@@ -69,6 +72,30 @@ layers:
   - {kind: avg_pool2d, kernel_size: 2}
   - {kind: flatten}
   - {param: head.fc, kind: linear, out_features: 7}
+"""
+
+
+class LrnNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.lrn = nn.LocalResponseNorm(5, alpha=0.1, beta=0.75, k=2.0)
+        self.fc = nn.Linear(8 * 4 * 4, 5)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.lrn(F.relu(self.conv(x))), 2)
+        return self.fc(torch.flatten(x, 1))
+
+
+LRN_YAML = """\
+# Layer spec of lrn.pt (see docs/spectral.md).
+layers:
+  - {param: conv, kind: conv2d, padding: 1}
+  - {kind: relu}
+  - {kind: local_response_norm, size: 5, alpha: 0.1, beta: 0.75, k: 2.0, name: lrn}
+  - {kind: max_pool2d, kernel_size: 2}
+  - {kind: flatten}
+  - {param: fc, kind: linear}
 """
 
 
@@ -164,8 +191,17 @@ def main():
     torch.jit.script(cus).save(os.path.join(OUT, "custom.pt"))
     with open(os.path.join(OUT, "custom.yaml"), "w") as fh:
         fh.write(CUSTOM_YAML)
+    torch.manual_seed(1)
+    lrn = LrnNet().eval()
+    torch.jit.script(lrn).save(os.path.join(OUT, "lrn.pt"))
+    with open(os.path.join(OUT, "lrn.yaml"), "w") as fh:
+        fh.write(LRN_YAML)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from lrn_lipschitz import sup_jacobian
+    ref_lrn = {"size": 5, "alpha": 0.1, "beta": 0.75, "k": 2.0,
+               "sup_jacobian": sup_jacobian(5, 0.1, 0.75, 2.0, channels=8, restarts=10, steps=150)}
     with open(os.path.join(OUT, "reference.json"), "w") as fh:
-        json.dump({"mini_alexnet": ref_mini, "custom": ref_cus}, fh, indent=1)
+        json.dump({"mini_alexnet": ref_mini, "custom": ref_cus, "lrn": ref_lrn}, fh, indent=1)
     print("wrote", OUT)
 
 

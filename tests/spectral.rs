@@ -411,6 +411,46 @@ fn custom_net_with_spec_matches_scipy() {
     }
 }
 
+#[test]
+fn local_response_norm_forward_and_bound() {
+    let r = reference();
+    let (net, source) = network::load(
+        &fixture("lrn.pt"),
+        Some(&fixture("lrn.yaml")),
+        Some(&[3, 8, 8]),
+        tch::Device::Cpu,
+    )
+    .unwrap();
+    let network::Source::TorchScript(_, module) = source else {
+        panic!("expected a TorchScript source")
+    };
+    // Our LRN (from the spec) reproduces nn.LocalResponseNorm inside the module.
+    let d = network::forward_mismatch(&net, &module, tch::Device::Cpu).unwrap();
+    assert!(d < 1e-5, "forward mismatch {d}");
+    let a = analyse(
+        &net,
+        &AnalyseOptions {
+            mode: Mode::Circular,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let l = find(&a, "lrn", "analytic-bound");
+    let sup = r["lrn"]["sup_jacobian"].as_f64().unwrap();
+    // The proven bound is never below the largest Jacobian norm gradient ascent finds (k^-β at a = 0)…
+    assert!(l.upper >= sup * (1.0 - 1e-9), "{} < {sup}", l.upper);
+    // … and not uselessly loose.
+    assert!(l.upper <= 3.0 * sup, "{} vs {sup}", l.upper);
+    // It enters the whole-network product.
+    let linear: f64 = a
+        .rows
+        .iter()
+        .filter(|r| r.kind != "local_response_norm") // one row per layer in circular mode
+        .map(|r| r.upper)
+        .product();
+    assert!(rel(a.product_fft_bound, linear * l.upper) < 1e-9);
+}
+
 fn write_zoo(dir: &Path) {
     tch::manual_seed(3);
     let w1 = Tensor::randn([4, 1, 3, 3], (Kind::Float, tch::Device::Cpu)) * 0.3;

@@ -344,6 +344,24 @@ pub fn analyse(net: &Network, opts: &AnalyseOptions) -> Result<Analysis> {
                 1.0,
                 "analytic",
             )),
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                k,
+            } => {
+                let (_, up) = pool::lrn_lipschitz(*size, *beta, *k);
+                prod_exact *= up;
+                prod_fft *= up;
+                rows.push(row(
+                    "local_response_norm",
+                    format!("size {size}, alpha {alpha}, beta {beta}, k {k}"),
+                    "".into(),
+                    Some(0.0),
+                    up,
+                    "analytic-bound",
+                ))
+            }
             Op::Dropout | Op::Flatten => {}
         }
         pb.inc(1);

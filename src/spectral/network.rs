@@ -35,6 +35,15 @@ fn p1() -> Pair {
 fn one() -> i64 {
     1
 }
+fn lrn_alpha() -> f64 {
+    1e-4
+}
+fn lrn_beta() -> f64 {
+    0.75
+}
+fn lrn_k() -> f64 {
+    1.0
+}
 
 /// One layer of a YAML layer spec (see `docs/spectral.md`). Unknown keys and kinds are rejected.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -105,6 +114,18 @@ pub enum SpecLayer {
     Tanh {
         #[serde(default)]
         name: Option<String>,
+    },
+    /// `nn.LocalResponseNorm(size, alpha, beta, k)` across channels (PyTorch's defaults).
+    LocalResponseNorm {
+        #[serde(default)]
+        name: Option<String>,
+        size: i64,
+        #[serde(default = "lrn_alpha")]
+        alpha: f64,
+        #[serde(default = "lrn_beta")]
+        beta: f64,
+        #[serde(default = "lrn_k")]
+        k: f64,
     },
     /// Identity at evaluation time.
     Dropout {
@@ -332,6 +353,13 @@ pub enum Op {
     Relu,
     Sigmoid,
     Tanh,
+    /// Local response normalisation across `size` channels: `b_c = a_c (k + α/size Σ a²)^(−β)`.
+    Lrn {
+        size: i64,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+    },
     Dropout,
     Flatten,
 }
@@ -348,6 +376,7 @@ impl Op {
             Op::Relu => "relu",
             Op::Sigmoid => "sigmoid",
             Op::Tanh => "tanh",
+            Op::Lrn { .. } => "local_response_norm",
             Op::Dropout => "dropout",
             Op::Flatten => "flatten",
         }
@@ -635,6 +664,35 @@ impl Network {
                 SpecLayer::Relu { name } => (named(name, "relu"), Op::Relu, input.clone()),
                 SpecLayer::Sigmoid { name } => (named(name, "sigmoid"), Op::Sigmoid, input.clone()),
                 SpecLayer::Tanh { name } => (named(name, "tanh"), Op::Tanh, input.clone()),
+                SpecLayer::LocalResponseNorm {
+                    name,
+                    size,
+                    alpha,
+                    beta,
+                    k,
+                } => {
+                    let name = named(name, "local_response_norm");
+                    spatial(&name)?;
+                    if *size < 1
+                        || !(alpha.is_finite() && *alpha >= 0.0)
+                        || !(beta.is_finite() && *beta >= 0.0)
+                        || !(k.is_finite() && *k > 0.0)
+                    {
+                        return Err(Error::Invalid(format!(
+                            "layer `{name}`: local_response_norm needs size ≥ 1, alpha ≥ 0, beta ≥ 0 and k > 0 (got size {size}, alpha {alpha}, beta {beta}, k {k})"
+                        )));
+                    }
+                    (
+                        name,
+                        Op::Lrn {
+                            size: *size,
+                            alpha: *alpha,
+                            beta: *beta,
+                            k: *k,
+                        },
+                        input.clone(),
+                    )
+                }
                 SpecLayer::Dropout { name, .. } => {
                     (named(name, "dropout"), Op::Dropout, input.clone())
                 }
@@ -695,6 +753,29 @@ impl Network {
                 Op::Relu => h.relu(),
                 Op::Sigmoid => h.sigmoid(),
                 Op::Tanh => h.tanh(),
+                Op::Lrn {
+                    size,
+                    alpha,
+                    beta,
+                    k,
+                } => {
+                    // As torch.nn.functional.local_response_norm: the mean of a² over a window of `size`
+                    // channels, zero-padded by size/2 before and (size−1)/2 after.
+                    let sq = (&h * &h).f_unsqueeze(1)?; // [B, 1, C, H, W]
+                    let sq = sq.f_constant_pad_nd([0, 0, 0, 0, size / 2, (size - 1) / 2])?;
+                    let mean = sq
+                        .f_avg_pool3d(
+                            [*size, 1, 1],
+                            [1, 1, 1],
+                            [0, 0, 0],
+                            false,
+                            true,
+                            None::<i64>,
+                        )?
+                        .f_squeeze_dim(1)?; // [B, C, H, W]
+                    let div = (mean * *alpha + *k).f_pow_tensor_scalar(*beta)?;
+                    h.f_div(&div)?
+                }
                 Op::Dropout => h,
                 Op::Flatten => h.f_flatten(1, -1)?,
             };

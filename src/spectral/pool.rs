@@ -12,6 +12,16 @@
 //! separable, `P = P_h ⊗ P_w` per channel, so their singular values are the products of those of the two
 //! small 1-D matrices, computed exactly by SVD.
 
+//! **Local response normalisation** `b_c = a_c D_c^(−β)`, `D_c = k + (α/n) Σ_{j∈W(c)} a_j²` (n = `size`,
+//! per pixel across channels). Its Jacobian is `J = diag(D^(−β)) − 2β (α/n) diag(a D^(−β−1)) M diag(a)`
+//! with `M` the 0/1 window matrix. At `a = 0`, `J = k^(−β) I`, so the Lipschitz constant is at least
+//! `k^(−β)`. For an upper bound: `D_c ≥ k`; every `j ∈ W(c)` has `a_j² ≤ (n/α)(D_c − k)`, so each entry
+//! of the second term is at most `2β (D_c − k) D_c^(−β−1) ≤ 2β h*`, `h* = max_{D≥k} (D − k) D^(−β−1)
+//! = k^(−β) β^β / (β+1)^(β+1)`; a row has at most `n` entries and, by Cauchy–Schwarz on the window,
+//! sums to at most `2β √n h*`; a column sums to at most `2β n h*`. Schur's test gives
+//! `Lip ≤ k^(−β) + 2β n^(3/4) h*`. (Gradient ascent on ‖J‖ over `a`, `scripts/lrn_lipschitz.py`,
+//! finds no value above `k^(−β)`; the proven bound is what enters the product.)
+
 use super::dense::singular_values;
 use crate::Result;
 use tch::{Kind, Tensor};
@@ -91,4 +101,12 @@ pub fn separable_bounds(ph: &Tensor, pw: &Tensor) -> Result<(f64, f64)> {
         sh.double_value(&[nh - 1]) * sw.double_value(&[nw - 1]),
         sh.double_value(&[0]) * sw.double_value(&[0]),
     ))
+}
+
+/// Lower and upper limits of the ℓ₂ Lipschitz constant of local response normalisation (see above):
+/// `(k^(−β), k^(−β) + 2β n^(3/4) h*)`.
+pub fn lrn_lipschitz(size: i64, beta: f64, k: f64) -> (f64, f64) {
+    let at_zero = k.powf(-beta);
+    let h = at_zero * beta.powf(beta) / (beta + 1.0).powf(beta + 1.0);
+    (at_zero, at_zero + 2.0 * beta * (size as f64).powf(0.75) * h)
 }
