@@ -10,6 +10,7 @@
 use blindspot::data::images::{ImageFolder, ImageFolderOptions};
 use blindspot::data::mnist::{self, Split};
 use blindspot::models::torchscript::TorchScriptClassifier;
+use blindspot::models::zoo::{init_params, presets, ZooModel};
 use blindspot::models::Classifier;
 use blindspot::units::{self, Count, TensorData};
 use std::path::PathBuf;
@@ -69,6 +70,25 @@ fn main() -> blindspot::Result<()> {
             "skipping MNIST: {} missing (scripts/make_units_fixtures.py --mnist-conv)",
             conv.display()
         );
+    }
+
+    // The zoo's Conv net of experiments/paper.yaml (two conv+pool stages, FC 256), freshly initialised:
+    // the pass costs the same whatever the weights.
+    {
+        tch::manual_seed(0);
+        let arch = presets::conv(&[32, 64], 5, 256, 0.5);
+        let theta = init_params(&arch, device);
+        let m = ZooModel::new("zoo-conv-32-64", arch, theta, serde_json::json!({}))?;
+        let data = TensorData {
+            name: "mnist-test".into(),
+            data: mnist::load(&mnist::default_dir(), Split::Test)?,
+        };
+        // 256, 1024, 4096 and 4608 units (conv1.relu, 18,432 units, would be an 18,432² projection).
+        for layer in ["fc1.relu", "conv2.pool", "conv2.relu", "conv1.pool"] {
+            let d: i64 = units::layer_shape(&m, layer)?.iter().product();
+            let r = units::bench(&m, &data, layer, Count::All, d as usize, 9, 1000, 0)?;
+            report(&r);
+        }
     }
 
     let alex = env_path("BLINDSPOT_BENCH_ALEXNET", "/tmp/units_alexnet.pt");

@@ -443,10 +443,15 @@ pub fn scan(
     }
     let dim = dirs.dim();
     let units = Tensor::from_slice(&dirs.units).to_device(dev); // [Ku]
-    let proj = Tensor::cat(&[&dirs.random, &dirs.orthogonal], 1).to_device(dev); // [D, Kr + Ko]
+                                                                // Transposed so that the scores come out direction-major, [K, b]: the running top-k then reads
+                                                                // contiguous rows instead of striding down columns of a [b, K] matrix.
+    let proj_t = Tensor::cat(&[&dirs.random, &dirs.orthogonal], 1)
+        .to_device(dev)
+        .t_()
+        .contiguous(); // [Kr + Ko, D]
     let keep = top as i64 + 1;
-    let mut best_s: Option<Tensor> = None; // [M, K], M ≤ T + 1, sorted descending
-    let mut best_i: Option<Tensor> = None; // [M, K] i64 data indices
+    let mut best_s: Option<Tensor> = None; // [K, M], M ≤ T + 1, each row sorted descending
+    let mut best_i: Option<Tensor> = None; // [K, M] i64 data indices
     let mut sum = Tensor::zeros([k], (Kind::Double, dev));
     let mut sumsq = Tensor::zeros([k], (Kind::Double, dev));
     let mut positive = Tensor::zeros([k], (Kind::Int64, dev));
@@ -478,27 +483,33 @@ pub fn scan(
                 phi.size()[1]
             )));
         }
-        let su = phi.f_index_select(1, &units)?; // [b, Ku]
-        let sr = phi.f_matmul(&proj)?; // [b, Kr + Ko]
-        let s = Tensor::f_cat(&[su, sr], 1)?; // [b, K]
-        let sd = s.to_kind(Kind::Double);
-        sum += sd.sum_dim_intlist([0i64].as_slice(), false, Kind::Double);
-        sumsq += (&sd * &sd).sum_dim_intlist([0i64].as_slice(), false, Kind::Double);
+        let phi_t = phi.f_transpose(0, 1)?; // [D, b] (a view)
+        let su = phi_t.f_index_select(0, &units)?; // [Ku, b]
+        let sr = proj_t.f_matmul(&phi_t)?; // [Kr + Ko, b]
+        let s = Tensor::f_cat(&[su, sr], 0)?; // [K, b]
+                                              // Per-batch sums in f32 (≤ batch terms, pairwise), accumulated over batches in f64.
+        sum += s
+            .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?
+            .to_kind(Kind::Double);
+        sumsq += s
+            .f_square()?
+            .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?
+            .to_kind(Kind::Double);
         positive += s
             .gt(0.0)
-            .sum_dim_intlist([0i64].as_slice(), false, Kind::Int64);
+            .sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
         let idx: Vec<i64> = b.indices.iter().map(|&i| i as i64).collect();
         let bi = Tensor::from_slice(&idx)
             .to_device(dev)
-            .unsqueeze(1)
-            .expand([bn, k], false); // [b, K]
+            .unsqueeze(0)
+            .expand([k, bn], false); // [K, b]
         let (cs, ci) = match (&best_s, &best_i) {
-            (Some(ps), Some(pi)) => (Tensor::f_cat(&[ps, &s], 0)?, Tensor::f_cat(&[pi, &bi], 0)?),
+            (Some(ps), Some(pi)) => (Tensor::f_cat(&[ps, &s], 1)?, Tensor::f_cat(&[pi, &bi], 1)?),
             _ => (s, bi.contiguous()),
         };
-        let m = keep.min(cs.size()[0]);
-        let (vals, pos) = cs.f_topk(m, 0, true, true)?; // [m, K]
-        best_i = Some(ci.f_gather(0, &pos, false)?);
+        let m = keep.min(cs.size()[1]);
+        let (vals, pos) = cs.f_topk(m, 1, true, true)?; // [K, m]
+        best_i = Some(ci.f_gather(1, &pos, false)?);
         best_s = Some(vals);
         n_images += b.indices.len();
     }
@@ -518,8 +529,8 @@ pub fn scan(
             )))
         }
     };
-    let m = best_s.size()[0] as usize;
-    let bs = Vec::<f32>::try_from(&best_s.to_device(Device::Cpu).contiguous().view([-1]))?; // [m*K]
+    let m = best_s.size()[1] as usize;
+    let bs = Vec::<f32>::try_from(&best_s.to_device(Device::Cpu).contiguous().view([-1]))?; // [K*m]
     let bi = Vec::<i64>::try_from(&best_i.to_device(Device::Cpu).contiguous().view([-1]))?;
     let n = n_images as f64;
     let sum = Vec::<f64>::try_from(&sum.to_device(Device::Cpu))?;
@@ -529,7 +540,7 @@ pub fn scan(
     let mut lists = Vec::with_capacity(k);
     for j in 0..k {
         let mut col: Vec<(f32, usize)> = (0..m)
-            .map(|r| (bs[r * k + j], bi[r * k + j] as usize))
+            .map(|r| (bs[j * m + r], bi[j * m + r] as usize))
             .collect();
         // Already descending by score; order ties by data index.
         col.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
