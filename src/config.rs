@@ -205,9 +205,10 @@ pub enum ArchSpec {
         #[serde(default = "default_act")]
         activation: Activation,
     },
-    /// conv(kernel×kernel, channels) → ReLU → max-pool 2×2 → FC(hidden) → ReLU → dropout → FC(10).
+    /// [conv(kernel×kernel, c) → ReLU → max-pool 2×2] for each c of `channels` (one number or a list)
+    /// → FC(hidden) → ReLU → dropout → FC(10).
     Conv {
-        channels: i64,
+        channels: Channels,
         kernel: i64,
         hidden: i64,
         dropout: f64,
@@ -253,8 +254,25 @@ impl ArchSpec {
                 kernel,
                 hidden,
                 dropout,
-            } => presets::conv(*channels, *kernel, *hidden, *dropout),
+            } => presets::conv(&channels.to_vec(), *kernel, *hidden, *dropout),
             ArchSpec::Autoencoder { code, .. } => presets::ae_classifier(*code),
+        }
+    }
+}
+
+/// Output channels of the Conv net's conv layers: `32` (one conv layer) or `[32, 64]` (two).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Channels {
+    One(i64),
+    Many(Vec<i64>),
+}
+
+impl Channels {
+    pub fn to_vec(&self) -> Vec<i64> {
+        match self {
+            Channels::One(c) => vec![*c],
+            Channels::Many(v) => v.clone(),
         }
     }
 }
@@ -355,6 +373,20 @@ impl ModelSpec {
             }
             ArchSpec::Conv { dropout, .. } if !(0.0..1.0).contains(dropout) => {
                 return err("arch.dropout", "must be in [0, 1)".into())
+            }
+            ArchSpec::Conv {
+                channels, hidden, ..
+            } => {
+                let ch = channels.to_vec();
+                if ch.is_empty() || ch.iter().any(|c| *c < 1) {
+                    return err(
+                        "arch.channels",
+                        "give one or more channel counts, each ≥ 1 (e.g. 32 or [32, 64])".into(),
+                    );
+                }
+                if *hidden < 1 {
+                    return err("arch.hidden", "must be ≥ 1".into());
+                }
             }
             ArchSpec::Autoencoder {
                 sparsity, pretrain, ..

@@ -190,6 +190,41 @@ fn experiment_yaml_is_validated() {
 }
 
 #[test]
+fn conv_net_takes_one_or_several_conv_stages() {
+    let conv = |ch: &str, wd: &str| {
+        GOOD.replace(
+            "arch: {kind: softmax}",
+            &format!("arch: {{kind: conv, channels: {ch}, kernel: 5, hidden: 16, dropout: 0.5}}"),
+        )
+        .replace("[1.0e-4]", wd)
+    };
+    let e = Experiment::parse(&conv("[4, 8]", "[0.0, 0.0, 0.0, 0.0]"), "c.yaml").unwrap();
+    let arch = e.models[0].arch.architecture();
+    let x = Tensor::rand([2, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let m = ZooModel::new(
+        "c",
+        arch.clone(),
+        init_params(&arch, Device::Cpu),
+        serde_json::json!({}),
+    )
+    .unwrap();
+    // 28 → conv5 24 → pool 12 → conv5 8 → pool 4: fc1 reads 8·4·4 = 128 values.
+    assert_eq!(m.layer(&x, "conv2.relu").unwrap().size(), [2, 8, 8, 8]);
+    assert_eq!(m.logits(&x).unwrap().size(), [2, 10]);
+    assert!(arch.layers.iter().any(|l| matches!(l,
+        blindspot::models::zoo::Layer::Linear { name, in_features: 128, .. } if name == "fc1")));
+    // One number is one stage, as before.
+    Experiment::parse(&conv("4", "[0.0, 0.0, 0.0]"), "c.yaml").unwrap();
+    let bad = |text: &str| Experiment::parse(text, "c.yaml").unwrap_err().to_string();
+    let m = bad(&conv("[]", "[0.0, 0.0]"));
+    assert!(m.contains("arch.channels"), "{m}");
+    let m = bad(&conv("[4, 8, 8]", "[0.0, 0.0, 0.0, 0.0, 0.0]"));
+    assert!(m.contains("conv3") && m.contains("too small"), "{m}");
+    let m = bad(&conv("[4, 8]", "[0.0, 0.0, 0.0]"));
+    assert!(m.contains("weight_decay"), "{m}");
+}
+
+#[test]
 fn shipped_experiments_parse() {
     for f in ["experiments/quick.yaml", "experiments/paper.yaml"] {
         let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(f);
@@ -199,7 +234,7 @@ fn shipped_experiments_parse() {
 
 fn small_model(seed: i64) -> ZooModel {
     tch::manual_seed(seed);
-    let arch = presets::conv(4, 5, 16, 0.5);
+    let arch = presets::conv(&[4], 5, 16, 0.5);
     let theta = init_params(&arch, Device::Cpu);
     ZooModel::new("c", arch, theta, serde_json::json!({})).unwrap()
 }

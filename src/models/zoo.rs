@@ -585,31 +585,38 @@ pub mod presets {
         }
     }
 
-    /// The Conv net: conv(k×k, `channels`, ReLU) → max-pool 2×2 → FC(`hidden`, ReLU) → dropout → FC(10).
-    pub fn conv(channels: i64, kernel: i64, hidden: i64, dropout: f64) -> Architecture {
-        let side = (28 - kernel + 1) / 2;
+    /// The Conv net: for each entry of `channels`, conv(k×k, that many channels, ReLU) → max-pool 2×2
+    /// (`conv1`, `conv2`, …); then FC(`hidden`, ReLU) → dropout → FC(10) (`fc1`, `fc2`).
+    pub fn conv(channels: &[i64], kernel: i64, hidden: i64, dropout: f64) -> Architecture {
+        let mut layers = Vec::new();
+        let (mut c, mut side) = (1, 28);
+        for (i, &ch) in channels.iter().enumerate() {
+            layers.push(Layer::Conv2d {
+                name: format!("conv{}", i + 1),
+                in_channels: c,
+                out_channels: ch,
+                kernel_size: kernel,
+                stride: 1,
+                padding: 0,
+            });
+            layers.push(Layer::Relu);
+            layers.push(Layer::MaxPool2d {
+                kernel_size: 2,
+                stride: 2,
+            });
+            c = ch;
+            side = (side - kernel + 1) / 2;
+        }
+        layers.extend([
+            Layer::Flatten,
+            linear("fc1", c * side * side, hidden),
+            Layer::Relu,
+            Layer::Dropout { p: dropout },
+            linear("fc2", hidden, 10),
+        ]);
         Architecture {
             input_shape: vec![1, 28, 28],
-            layers: vec![
-                Layer::Conv2d {
-                    name: "conv1".into(),
-                    in_channels: 1,
-                    out_channels: channels,
-                    kernel_size: kernel,
-                    stride: 1,
-                    padding: 0,
-                },
-                Layer::Relu,
-                Layer::MaxPool2d {
-                    kernel_size: 2,
-                    stride: 2,
-                },
-                Layer::Flatten,
-                linear("fc1", channels * side * side, hidden),
-                Layer::Relu,
-                Layer::Dropout { p: dropout },
-                linear("fc2", hidden, 10),
-            ],
+            layers,
         }
     }
 
