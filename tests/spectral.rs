@@ -236,6 +236,18 @@ use blindspot::spectral::network::{self, Spec};
 use blindspot::spectral::{analyse, AnalyseOptions, Mode, SpectralArgs};
 use std::path::{Path, PathBuf};
 
+/// The analysis in circular mode with default options.
+fn circular(net: &network::Network) -> blindspot::spectral::Analysis {
+    analyse(
+        net,
+        &AnalyseOptions {
+            mode: Mode::Circular,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/spectral")
@@ -345,14 +357,7 @@ fn mini_alexnet_no_spec_matches_scipy() {
         tch::Device::Cpu,
     )
     .unwrap();
-    let a = analyse(
-        &net,
-        &AnalyseOptions {
-            mode: Mode::Circular,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let a = circular(&net);
     let p = find(&a, "features.2", "window-cover");
     assert!(
         rel(
@@ -379,14 +384,7 @@ fn custom_net_with_spec_matches_scipy() {
         tch::Device::Cpu,
     )
     .unwrap();
-    let a = analyse(
-        &net,
-        &AnalyseOptions {
-            mode: Mode::Circular,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let a = circular(&net);
     let p = find(&a, "pool_a", "window-cover");
     assert!(
         rel(
@@ -427,14 +425,7 @@ fn local_response_norm_forward_and_bound() {
     // Our LRN (from the spec) reproduces nn.LocalResponseNorm inside the module.
     let d = network::forward_mismatch(&net, &module, tch::Device::Cpu).unwrap();
     assert!(d < 1e-5, "forward mismatch {d}");
-    let a = analyse(
-        &net,
-        &AnalyseOptions {
-            mode: Mode::Circular,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let a = circular(&net);
     let l = find(&a, "lrn", "analytic-bound");
     let sup = r["lrn"]["sup_jacobian"].as_f64().unwrap();
     // The proven bound is never below the largest Jacobian norm gradient ascent finds (k^-β at a = 0)…
