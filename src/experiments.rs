@@ -805,6 +805,7 @@ fn attack_section(exp: &Experiment, run_dir: &Path) -> String {
             continue;
         };
         let paper = paper::paper_model(&a.model).and_then(|p| p.distortion);
+        let ratio = paper.map(|p| s.mean_distortion / p); // ours / paper
         t.push(vec![
             a.model.clone(),
             s.split.clone(),
@@ -818,11 +819,11 @@ fn attack_section(exp: &Experiment, run_dir: &Path) -> String {
             pct(Some(s.success_rate)),
             format!("{:.4}", s.mean_distortion),
             paper.map(|p| format!("{p}")).unwrap_or_else(|| "–".into()),
-            paper
-                .map(|p| format!("{:.2}", s.mean_distortion / p))
+            ratio
+                .map(|r| format!("{r:.2}"))
                 .unwrap_or_else(|| "–".into()),
-            match paper {
-                Some(p) if (s.mean_distortion / p - 1.0).abs() <= 0.25 => "yes".into(),
+            match ratio {
+                Some(r) if (r - 1.0).abs() <= 0.25 => "yes".into(),
                 Some(_) => {
                     outside.push(a.model.clone());
                     "NO".into()

@@ -218,6 +218,19 @@ fn default_split_seed() -> u64 {
     2014
 }
 
+impl AttackSpec {
+    /// Checks the batch size and the attack settings (before any model or data is loaded).
+    pub fn validate(&self) -> Result<()> {
+        if self.batch <= 0 {
+            return Err(Error::Invalid(format!(
+                "batch (--batch) must be >= 1, got {}",
+                self.batch
+            )));
+        }
+        self.settings.validate()
+    }
+}
+
 impl Default for AttackSpec {
     fn default() -> Self {
         AttackSpec {
@@ -319,13 +332,7 @@ pub fn run_stage(
     device: Device,
     mnist_dir: &Path,
 ) -> Result<AttackSummary> {
-    if spec.batch <= 0 {
-        return Err(Error::Invalid(format!(
-            "--batch must be >= 1, got {}",
-            spec.batch
-        )));
-    }
-    spec.settings.validate()?;
+    spec.validate()?;
     let model = ZooModel::load(model_dir, device)?;
     let data = MnistData::load(mnist_dir, spec.split_seed)?;
     let set = data.set(&spec.split)?;
@@ -342,13 +349,7 @@ pub fn attack_dataset(
     spec: &AttackSpec,
     out_dir: &Path,
 ) -> Result<AttackSummary> {
-    if spec.batch <= 0 {
-        return Err(Error::Invalid(format!(
-            "batch must be >= 1, got {}",
-            spec.batch
-        )));
-    }
-    spec.settings.validate()?;
+    spec.validate()?;
     crate::models::classifier::check_input(model, images)?;
     let total = images.size()[0];
     let k = model.num_classes();

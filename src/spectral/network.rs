@@ -324,6 +324,29 @@ impl Spec {
     }
 }
 
+/// Checks a pooling window (kernel ≥ 1, padding ≤ kernel/2, as torch requires) and returns its output
+/// size on an `[h, w]` input.
+fn pool_output(
+    name: &str,
+    [h, w]: [i64; 2],
+    kernel: [i64; 2],
+    geom: &ConvGeom,
+) -> Result<[i64; 2]> {
+    geom.validate(name)?;
+    if kernel.iter().any(|&k| k < 1) || (0..2).any(|i| 2 * geom.padding[i] > kernel[i]) {
+        return Err(Error::Invalid(format!(
+            "layer `{name}`: kernel must be ≥ 1 and padding ≤ kernel/2, got kernel {kernel:?} padding {:?}",
+            geom.padding
+        )));
+    }
+    conv_output_size([h, w], kernel, geom).ok_or_else(|| {
+        Error::Shape(format!(
+            "layer `{name}`: input {h}x{w} is smaller than the {}x{} window; use a larger --input-shape",
+            kernel[0], kernel[1]
+        ))
+    })
+}
+
 /// A resolved layer with its parameters.
 #[derive(Debug)]
 pub enum Op {
@@ -590,15 +613,7 @@ impl Network {
                         dilation: dilation.hw(),
                         groups: 1,
                     };
-                    geom.validate(&name)?;
-                    if kernel.iter().any(|&k| k < 1)
-                        || (0..2).any(|i| 2 * geom.padding[i] > kernel[i])
-                    {
-                        return Err(Error::Invalid(format!("layer `{name}`: kernel must be ≥ 1 and padding ≤ kernel/2, got kernel {kernel:?} padding {:?}", geom.padding)));
-                    }
-                    let o = conv_output_size([h, w], kernel, &geom).ok_or_else(|| {
-                        Error::Shape(format!("layer `{name}`: input {h}x{w} is smaller than the {}x{} window; use a larger --input-shape", kernel[0], kernel[1]))
-                    })?;
+                    let o = pool_output(&name, [h, w], kernel, &geom)?;
                     (
                         name,
                         Op::MaxPool {
@@ -626,20 +641,7 @@ impl Network {
                         dilation: [1, 1],
                         groups: 1,
                     };
-                    geom.validate(&name)?;
-                    if kernel.iter().any(|&k| k < 1)
-                        || (0..2).any(|i| 2 * geom.padding[i] > kernel[i])
-                    {
-                        return Err(Error::Invalid(format!(
-                            "layer `{name}`: kernel must be ≥ 1 and padding ≤ kernel/2"
-                        )));
-                    }
-                    let o = conv_output_size([h, w], kernel, &geom).ok_or_else(|| {
-                        Error::Shape(format!(
-                            "layer `{name}`: input {h}x{w} is smaller than the {}x{} window",
-                            kernel[0], kernel[1]
-                        ))
-                    })?;
+                    let o = pool_output(&name, [h, w], kernel, &geom)?;
                     (
                         name,
                         Op::AvgPool {
