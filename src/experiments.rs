@@ -64,7 +64,8 @@ pub struct RunLog {
 }
 
 /// Runs one resumable stage: skipped when `dir` holds a `.done.json` with fingerprint `fp` (unless
-/// `force`), else `work(dir)` and the marker. Records what happened in `log`.
+/// `force`), else `work(dir)` and the marker; a folder left by another fingerprint is emptied first, one
+/// left by an interrupted run of the same fingerprint is resumed. Records what happened in `log`.
 pub fn stage(
     dir: &Path,
     label: &str,
@@ -81,9 +82,27 @@ pub fn stage(
             return Ok(false);
         }
     }
+    // `.started.json` holds the fingerprint the folder's partial work belongs to: an interrupted stage
+    // with the same fingerprint resumes; anything made for another fingerprint (or forced) is removed.
+    let started = dir.join(".started.json");
+    let stale = force
+        || dir.join(".done.json").exists()
+        || crate::io::read_json::<serde_json::Value>(&started)
+            .is_ok_and(|v| v.get("fingerprint").and_then(|f| f.as_str()) != Some(fp));
+    if stale && dir.exists() {
+        log::info!(
+            "{label}: inputs or config changed, clearing {}",
+            dir.display()
+        );
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
     log::info!("{label}: running");
     let t = Instant::now();
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::io::write_json(
+        &started,
+        &serde_json::json!({"stage": label, "fingerprint": fp}),
+    )?;
     work(dir)?;
     let secs = t.elapsed().as_secs_f64();
     mark_done(dir, label, fp, secs)?;

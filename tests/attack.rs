@@ -495,6 +495,9 @@ impl Classifier for Shifted {
     fn logits(&self, x: &Tensor) -> blindspot::Result<Tensor> {
         self.0.logits(&((x + 1.0) * 0.5))
     }
+    fn fingerprint(&self) -> blindspot::Result<String> {
+        self.0.fingerprint()
+    }
     fn layer_names(&self) -> Vec<String> {
         self.0.layer_names()
     }

@@ -224,3 +224,97 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         "unknown device",
     );
 }
+
+/// A retrained model must not inherit the adversarials made for its old weights: the attack stage that
+/// follows it starts over (its resumable chunks belong to the old weights), and gives what a fresh run
+/// gives; the attack command refuses an output folder made with other weights.
+#[test]
+fn retrained_model_gets_a_fresh_attack() {
+    let d = tempfile::tempdir().unwrap();
+    let with_attack = |name: &str, iters: u32| {
+        format!(
+            "{}attacks:\n  - {{model: softmax1, spec: {{split: test, first: 20, batch: 10}}}}\n",
+            TINY.replace("name: tiny", &format!("name: {name}"))
+                .replace("max_iter: 15", &format!("max_iter: {iters}"))
+        )
+    };
+    std::fs::write(d.path().join("a.yaml"), with_attack("a", 3)).unwrap();
+    let o = run(&["run", "a.yaml"], d.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let old = std::fs::read_to_string(d.path().join("runs/a/attacks/softmax1/attack.csv")).unwrap();
+    // same run name, model trained further: model and attack both rerun
+    std::fs::write(d.path().join("a.yaml"), with_attack("a", 15)).unwrap();
+    let o = run(&["run", "a.yaml"], d.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let rerun =
+        std::fs::read_to_string(d.path().join("runs/a/attacks/softmax1/attack.csv")).unwrap();
+    std::fs::write(d.path().join("b.yaml"), with_attack("b", 15)).unwrap();
+    let o = run(&["run", "b.yaml"], d.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let fresh =
+        std::fs::read_to_string(d.path().join("runs/b/attacks/softmax1/attack.csv")).unwrap();
+    assert_ne!(old, fresh, "the two models should give different attacks");
+    // per-image seconds differ between runs; compare everything else
+    let cols = |s: &str| -> Vec<Vec<String>> {
+        let mut lines = s.lines();
+        let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let drop = head.iter().position(|h| *h == "seconds");
+        lines
+            .map(|l| {
+                l.split(',')
+                    .enumerate()
+                    .filter(|(i, _)| Some(*i) != drop)
+                    .map(|(_, x)| x.to_string())
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(
+        cols(&rerun),
+        cols(&fresh),
+        "the rerun attack must be computed for the retrained weights"
+    );
+    // the attack command: an output folder made for other weights is refused
+    let o = run(
+        &[
+            "attack",
+            "--model",
+            "runs/a/models/softmax1",
+            "--split",
+            "test",
+            "--first",
+            "20",
+            "--batch",
+            "10",
+            "--out",
+            "runs/b/attacks/softmax1",
+        ],
+        d.path(),
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "same weights resume: {t}");
+    std::fs::write(d.path().join("c.yaml"), with_attack("c", 4)).unwrap();
+    let o = run(&["run", "c.yaml"], d.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(
+        &[
+            "attack",
+            "--model",
+            "runs/c/models/softmax1",
+            "--split",
+            "test",
+            "--first",
+            "20",
+            "--batch",
+            "10",
+            "--out",
+            "runs/b/attacks/softmax1",
+        ],
+        d.path(),
+    );
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("weights"),
+        "other weights must be refused: {t}"
+    );
+}

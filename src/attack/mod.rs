@@ -439,6 +439,7 @@ pub fn attack_dataset(
     // Manifest: an existing output folder must hold the same run.
     let manifest = serde_json::json!({
         "model": model.name(),
+        "weights": model.fingerprint()?,
         "split": spec.split,
         "indices": crate::experiments::fingerprint(&serde_json::json!(idx)),
         "targets": crate::experiments::fingerprint(&serde_json::json!(targets)),
@@ -450,7 +451,7 @@ pub fn attack_dataset(
         let old: serde_json::Value = crate::io::read_json(&mpath)?;
         if old != manifest {
             return Err(Error::Invalid(format!(
-                "{} holds a different attack run (model, examples, targets, batch or settings differ); use another --out or delete it",
+                "{} holds a different attack run (model, its weights, examples, targets, batch or settings differ); use another --out or delete it",
                 out_dir.display()
             )));
         }

@@ -22,6 +22,8 @@ pub trait Classifier {
     fn layer_names(&self) -> Vec<String>;
     /// Activations of layer `name`: `x` [B, ..input_shape] → [B, ...] (eval mode).
     fn layer(&self, x: &Tensor, name: &str) -> Result<Tensor>;
+    /// SHA-256 identifying the model's weights (resumable outputs made with other weights are refused).
+    fn fingerprint(&self) -> Result<String>;
 }
 
 /// Checks that `x` is a batch of this classifier's inputs: [B, ..input_shape].

@@ -527,6 +527,17 @@ impl Classifier for ZooModel {
     fn layer_names(&self) -> Vec<String> {
         self.arch.output_names()
     }
+    fn fingerprint(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        // θ [P] f32 → its bytes, plus the architecture (same θ, other layout = other model).
+        let v: Vec<f32> = Vec::try_from(&self.theta.f_to_device(Device::Cpu)?)?;
+        let mut h = Sha256::new();
+        h.update(format!("{:?}", self.arch).as_bytes());
+        for x in &v {
+            h.update(x.to_le_bytes());
+        }
+        Ok(format!("{:x}", h.finalize()))
+    }
     fn layer(&self, x: &Tensor, name: &str) -> Result<Tensor> {
         crate::models::classifier::check_input(self, x)?;
         let names = self.arch.output_names();
