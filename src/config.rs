@@ -40,6 +40,24 @@ pub struct Experiment {
     /// Fig 7 (adversarials vs Gaussian noise of the same stddev; noise of stddev 1), in `runs/<name>/fig7/`.
     #[serde(default)]
     pub fig7: Option<Fig7Stage>,
+    /// Cross-model generalisation tables (§4.2, Tables 2 and 4), each in `runs/<name>/transfer/<table>/`.
+    #[serde(default)]
+    pub transfer: Vec<TransferStage>,
+}
+
+/// A transfer table: rows from attack stages of this experiment, columns from its models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferStage {
+    /// Table name (its folder under `transfer/`), e.g. `table2`.
+    pub name: String,
+    /// Models whose attack stage (in `attacks:`) supplies a row of adversarials each.
+    pub examples: Vec<String>,
+    /// Models evaluated, one column each: models of this experiment or paths.
+    pub models: Vec<String>,
+    /// Gaussian-noise rows, amplified rows, batch, clipping (`blindspot transfer --help`).
+    #[serde(default)]
+    pub spec: crate::transfer::TransferSpec,
 }
 
 /// The Fig 7 stage.
@@ -498,6 +516,45 @@ impl Experiment {
                     ),
                 ));
             }
+        }
+        let mut tables = std::collections::HashSet::new();
+        for (i, t) in self.transfer.iter().enumerate() {
+            let f = |k: &str| format!("transfer[{i}].{k}");
+            if t.name.is_empty() || t.name.contains(['/', '\\']) || !tables.insert(t.name.clone()) {
+                return Err(Error::config(
+                    file,
+                    f("name"),
+                    format!("`{}` must be a unique folder name", t.name),
+                ));
+            }
+            if t.examples.is_empty() || t.models.is_empty() {
+                return Err(Error::config(
+                    file,
+                    f("examples"),
+                    "a table needs at least one row (`examples`) and one column (`models`)",
+                ));
+            }
+            for (j, e) in t.examples.iter().enumerate() {
+                if !self.attacks.iter().any(|a| &a.model == e) {
+                    return Err(Error::config(
+                        file,
+                        f(&format!("examples[{j}]")),
+                        format!("`{e}` has no attack stage in `attacks:`; add one or remove it"),
+                    ));
+                }
+            }
+            for (j, m) in t.models.iter().enumerate() {
+                if self.model(m).is_none() && !Path::new(m).exists() {
+                    return Err(Error::config(
+                        file,
+                        f(&format!("models[{j}]")),
+                        format!("`{m}` is neither a model of this experiment nor an existing path"),
+                    ));
+                }
+            }
+            t.spec
+                .validate()
+                .map_err(|e| Error::config(file, format!("transfer[{i}]"), e))?;
         }
         let mut seen = std::collections::HashSet::new();
         for (i, m) in self.models.iter().enumerate() {

@@ -497,6 +497,59 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
             crate::spectral::run(&cli.args).map(|_| ())
         })?;
     }
+    for t in &exp.transfer {
+        j += 1;
+        let rows: Vec<&crate::config::AttackStage> = t
+            .examples
+            .iter()
+            .filter_map(|e| exp.attacks.iter().find(|a| &a.model == e))
+            .collect();
+        let attacks_done = rows
+            .iter()
+            .all(|a| attack_dir(&run_dir, a).join(".done.json").exists());
+        if !mine(j - 1) || !attacks_done || !t.models.iter().all(|m| models_done(m)) {
+            continue;
+        }
+        let attack_fps: Vec<String> = rows
+            .iter()
+            .map(|a| model_fingerprint(&attack_dir(&run_dir, a)))
+            .collect();
+        let model_paths: Vec<PathBuf> = t.models.iter().map(|m| exp.model_path(m)).collect();
+        let model_fps: Vec<String> = model_paths.iter().map(|p| model_fingerprint(p)).collect();
+        let fp = fingerprint(&serde_json::json!({
+            "v": STAGE_VERSION, "stage": t, "seed": exp.seed, "device": exp.device,
+            "attacks": attack_fps, "models": model_fps
+        }));
+        let label = format!("transfer/{}", t.name);
+        stage(
+            &transfer_dir(&run_dir, t),
+            &label,
+            &fp,
+            opts.force,
+            &mut runlog,
+            |d| {
+                let sources: Vec<crate::transfer::Source> = rows
+                    .iter()
+                    .map(|a| crate::transfer::Source {
+                        name: a.model.clone(),
+                        file: attack_dir(&run_dir, a).join("adversarial.safetensors"),
+                    })
+                    .collect();
+                let loaded = model_paths
+                    .iter()
+                    .map(|p| crate::models::torchscript::load_classifier(p, device))
+                    .collect::<Result<Vec<_>>>()?;
+                let cols: Vec<(String, &dyn crate::models::Classifier)> = t
+                    .models
+                    .iter()
+                    .zip(&loaded)
+                    .map(|(n, m)| (n.clone(), m.as_ref()))
+                    .collect();
+                let table = crate::transfer::transfer(&sources, &cols, &t.spec, exp.seed)?;
+                crate::transfer::write(&table, d)
+            },
+        )?;
+    }
 
     let all_done = stage_dirs(exp, &run_dir)
         .iter()
@@ -527,6 +580,11 @@ fn attack_dir(run_dir: &Path, a: &crate::config::AttackStage) -> PathBuf {
     run_dir.join("attacks").join(sanitize(&a.model))
 }
 
+/// Folder of a transfer table.
+fn transfer_dir(run_dir: &Path, t: &crate::config::TransferStage) -> PathBuf {
+    run_dir.join("transfer").join(sanitize(&t.name))
+}
+
 /// Folder of a spectral stage.
 fn spectral_dir(run_dir: &Path, sp: &crate::config::SpectralStage) -> PathBuf {
     run_dir.join("spectral").join(sanitize(&sp.model))
@@ -543,6 +601,7 @@ pub fn stage_dirs(exp: &Experiment, run_dir: &Path) -> Vec<PathBuf> {
     v.extend(exp.attacks.iter().map(|a| attack_dir(run_dir, a)));
     v.extend(exp.fig7.iter().map(|_| run_dir.join("fig7")));
     v.extend(exp.spectral.iter().map(|sp| spectral_dir(run_dir, sp)));
+    v.extend(exp.transfer.iter().map(|t| transfer_dir(run_dir, t)));
     v
 }
 
@@ -703,6 +762,7 @@ pub fn write_report(
         ));
     }
     md.push_str(&attack_section(exp, run_dir));
+    md.push_str(&transfer_section(exp, run_dir));
     md.push_str(&fig7_section(run_dir));
     md.push_str(&units_section(exp, run_dir));
     md.push_str(&spectral_section(exp, run_dir));
@@ -871,6 +931,23 @@ fn attack_section(exp: &Experiment, run_dir: &Path) -> String {
         "\n## Adversarial examples (§4.1, last column of Tables 1 and 3)\n\nThe paper's box-constrained L-BFGS attack with a search over c; every success re-verified in a fresh forward pass. Distortion = sqrt(Σ(x′ − x)²/n), averaged over successful examples. The paper attacks all 60,000 training images for Table 1 and the 10,000 test images for Table 3 (M1, M1′, M2), as `experiments/paper.yaml` does; other experiments attack a subset.\n\n{}{why}",
         t.markdown()
     )
+}
+
+/// The report's §4.2 cross-model section (Tables 2 and 4).
+fn transfer_section(exp: &Experiment, run_dir: &Path) -> String {
+    let mut md = String::new();
+    for t in &exp.transfer {
+        let path = transfer_dir(run_dir, t).join("transfer.json");
+        let Ok(table) = crate::io::read_json::<crate::transfer::TransferTable>(&path) else {
+            continue;
+        };
+        md.push_str(&format!(
+            "\n## Cross-model generalisation: {} (§4.2, Tables 2 and 4)\n\nError of each column's model on each row's examples, ours (the paper's in brackets where it has the cell). Adversarial rows: every verified adversarial of that model's attack stage; Gaussian rows: the first row's originals plus noise of that stddev, clipped to [0, 1]; amplified rows: each perturbation scaled to that distortion, clipped. Distortion: measured on the evaluated images.\n\n{}",
+            t.name,
+            crate::transfer::markdown(&table)
+        ));
+    }
+    md
 }
 
 /// The report's Fig 7 section.

@@ -9,7 +9,8 @@
 //! | §4.2 the MNIST model zoo (Tables 1, 3), TorchScript models (AlexNet) | [`models`] |
 //! | "trained with L-BFGS until convergence"; the attack's box-constrained L-BFGS | [`optim`] (one batched L-BFGS-B engine) |
 //! | training with weight decay λ·Σw²/k | [`train`] |
-//! | §4.1 the attack, §4.2 Tables 1–4, Fig 7 | [`attack`] |
+//! | §4.1 the attack, §4.2 Tables 1, 3 (distortions), Fig 7 | [`attack`] |
+//! | §4.2 cross-model generalisation, Tables 2 and 4 | [`transfer`] |
 //! | §3 units vs random directions, Figs 1–4 | [`units`] |
 //! | §4.3 spectral analysis, Table 5 | [`spectral`] |
 //! | tables and figures beside the paper's values | [`report`] |
@@ -29,6 +30,7 @@ pub mod progress;
 pub mod report;
 pub mod spectral;
 pub mod train;
+pub mod transfer;
 pub mod units;
 
 pub use error::{Error, Result};

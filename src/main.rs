@@ -90,6 +90,9 @@ enum Cmd {
     /// zoo model or a TorchScript conv net (AlexNet layout needs no spec), pooling factors, the product
     /// bound and an empirical Lipschitz ratio.
     Spectral(blindspot::spectral::SpectralArgs),
+    /// Cross-model generalisation (paper §4.2, Tables 2 and 4): the error of several models on the
+    /// adversarials made for each of them (attack output folders), plus Gaussian-noise and amplified rows.
+    Transfer(blindspot::transfer::TransferArgs),
     /// Benchmarks (results go to docs/benchmarks.md by hand, with machine and date).
     Bench {
         #[command(subcommand)]
@@ -223,6 +226,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 println!("{}: layer {} over {} images", s.model, s.layer, s.n_images);
                 println!("{}", s.conclusion);
             }
+        }
+        Cmd::Transfer(a) => {
+            let t = blindspot::transfer::run(&a)?;
+            println!("{}", blindspot::transfer::markdown(&t));
+            println!("-> {}", a.out.display());
         }
         Cmd::Attack(a) => {
             let s = blindspot::attack::run(&a)?;

@@ -39,7 +39,7 @@ fn version_and_help_are_complete() {
     let o = run(&["--version"], d.path());
     assert!(o.status.success());
     assert!(text(&o).contains(env!("CARGO_PKG_VERSION")));
-    for sub in ["run", "train", "eval", "bench"] {
+    for sub in ["run", "train", "eval", "bench", "transfer"] {
         let o = run(&[sub, "--help"], d.path());
         assert!(o.status.success(), "{sub} --help failed");
         let t = text(&o);
@@ -316,5 +316,86 @@ fn retrained_model_gets_a_fresh_attack() {
     assert!(
         !o.status.success() && t.contains("weights"),
         "other weights must be refused: {t}"
+    );
+}
+
+/// Tables 2 and 4 as a stage of `blindspot run` and as `blindspot transfer`: every verified adversarial
+/// fools its own model (diagonal 100%), the command gives the stage's numbers, bad references are errors.
+#[test]
+fn transfer_stage_and_command() {
+    let d = tempfile::tempdir().unwrap();
+    let yaml = "name: t\nseed: 5\nmodels:\n  - name: softmax1\n    arch: {kind: softmax}\n    weight_decay: [1.0e-4]\n    optimizer: {kind: lbfgs, max_iter: 15}\n  - name: softmax2\n    arch: {kind: softmax}\n    weight_decay: [1.0e-2]\n    optimizer: {kind: lbfgs, max_iter: 15}\nattacks:\n  - {model: softmax1, spec: {split: test, first: 30, batch: 30}}\n  - {model: softmax2, spec: {split: test, first: 30, batch: 30}}\ntransfer:\n  - {name: table2, examples: [softmax1, softmax2], models: [softmax1, softmax2], spec: {noise: [0.1], amplify: [0.1]}}\n";
+    std::fs::write(d.path().join("t.yaml"), yaml).unwrap();
+    let o = run(&["run", "t.yaml"], d.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let rd = d.path().join("runs/t");
+    let csv = std::fs::read_to_string(rd.join("transfer/table2/transfer.csv")).unwrap();
+    let rows: Vec<Vec<String>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    // kind, source, param, examples, distortion, softmax1, softmax2
+    assert_eq!(rows.len(), 2 + 2 + 1, "{csv}");
+    assert_eq!(rows[0][..2], ["adversarial", "softmax1"]);
+    assert_eq!(
+        rows[0][5], "1",
+        "own model: every verified adversarial is misclassified"
+    );
+    assert_eq!(rows[1][..2], ["adversarial", "softmax2"]);
+    assert_eq!(rows[1][6], "1");
+    assert_eq!(rows[4][0], "gaussian");
+    let report = std::fs::read_to_string(rd.join("report.md")).unwrap();
+    assert!(
+        report.contains("Cross-model generalisation: table2") && report.contains("(11.7%)"),
+        "paper value beside ours: {report}"
+    );
+    // the command: same adversarial rows as the stage
+    let o = run(
+        &[
+            "transfer",
+            "--adversarials",
+            "runs/t/attacks/softmax1",
+            "runs/t/attacks/softmax2",
+            "--models",
+            "runs/t/models/softmax1",
+            "runs/t/models/softmax2",
+            "--out",
+            "x",
+        ],
+        d.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let csv2 = std::fs::read_to_string(d.path().join("x/transfer.csv")).unwrap();
+    let first2: Vec<&str> = csv2.lines().take(3).collect();
+    let first: Vec<&str> = csv.lines().take(3).collect();
+    assert_eq!(first, first2);
+    // bad input: a folder without adversarials; an unknown row in YAML
+    let o = run(
+        &[
+            "transfer",
+            "--adversarials",
+            "runs/t/models",
+            "--models",
+            "runs/t/models/softmax1",
+            "--out",
+            "y",
+        ],
+        d.path(),
+    );
+    assert!(!o.status.success() && text(&o).contains("adversarial.safetensors"));
+    std::fs::write(
+        d.path().join("bad.yaml"),
+        yaml.replace(
+            "examples: [softmax1, softmax2]",
+            "examples: [softmax1, softmax3]",
+        ),
+    )
+    .unwrap();
+    let o = run(&["run", "bad.yaml"], d.path());
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("transfer[0].examples[1]") && t.contains("softmax3"),
+        "{t}"
     );
 }

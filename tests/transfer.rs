@@ -1,0 +1,211 @@
+//! Tables 2 and 4 (§4.2): the transfer table's cells against direct computation, amplification to an
+//! exact distortion, Gaussian rows, and bad input.
+
+use blindspot::models::zoo::{presets, Layer, ZooModel};
+use blindspot::models::Classifier;
+use blindspot::transfer::{transfer, RowKind, Source, TransferSpec};
+use tch::{Device, Kind, Tensor};
+
+fn model(name: &str, seed: i64, hidden: &[i64]) -> ZooModel {
+    let arch = presets::mlp(hidden, Layer::Sigmoid);
+    let p: i64 = arch.param_layout().iter().map(|p| p.numel).sum();
+    tch::manual_seed(seed);
+    let theta = Tensor::randn([p], (Kind::Float, Device::Cpu)) * 0.1;
+    ZooModel::new(name, arch, theta, serde_json::json!({})).unwrap()
+}
+
+/// An attack-like file: originals in [0.3, 0.7], "adversarials" = original + r with ‖r‖ varying per
+/// example, the last example marked failed.
+fn source(dir: &std::path::Path, n: i64) -> (Source, Tensor, Tensor, Tensor) {
+    tch::manual_seed(7);
+    let x = Tensor::rand([n, 1, 28, 28], (Kind::Float, Device::Cpu)) * 0.4 + 0.3;
+    let r = Tensor::randn([n, 1, 28, 28], (Kind::Float, Device::Cpu))
+        * Tensor::linspace(0.005, 0.03, n, (Kind::Float, Device::Cpu)).view([n, 1, 1, 1]);
+    let adv = &x + &r;
+    let label = Tensor::randint(10, [n], (Kind::Int64, Device::Cpu));
+    let mut ok = vec![1u8; n as usize];
+    ok[n as usize - 1] = 0;
+    let success = Tensor::from_slice(&ok);
+    let file = dir.join("adversarial.safetensors");
+    blindspot::io::write_safetensors(
+        &file,
+        &[
+            ("original", &x),
+            ("adversarial", &adv),
+            ("label", &label),
+            ("target", &label),
+            ("success", &success),
+        ],
+    )
+    .unwrap();
+    (
+        Source {
+            name: "src".into(),
+            file,
+        },
+        x,
+        adv,
+        label,
+    )
+}
+
+#[test]
+fn cells_match_direct_computation_and_amplification_is_exact() {
+    let d = tempfile::tempdir().unwrap();
+    let n = 50;
+    let (src, x, adv, label) = source(d.path(), n);
+    let (a, b) = (model("a", 1, &[]), model("b", 2, &[20]));
+    let cols: Vec<(String, &dyn Classifier)> = vec![("a".into(), &a), ("b".into(), &b)];
+    let spec = TransferSpec {
+        noise: vec![0.0, 0.2],
+        amplify: vec![0.05],
+        batch: 7,
+        clip_noise: true,
+    };
+    let t = transfer(std::slice::from_ref(&src), &cols, &spec, 3).unwrap();
+    assert_eq!(t.models, vec!["a", "b"]);
+    let kinds: Vec<RowKind> = t.rows.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            RowKind::Adversarial,
+            RowKind::Amplified,
+            RowKind::Gaussian,
+            RowKind::Gaussian
+        ]
+    );
+    // the failed example is left out
+    let m = n - 1;
+    assert!(t.rows.iter().all(|r| r.examples == m));
+    let keep = Tensor::arange(m, (Kind::Int64, Device::Cpu));
+    let (xs, advs, ls) = (
+        x.index_select(0, &keep),
+        adv.index_select(0, &keep),
+        label.index_select(0, &keep),
+    );
+    // adversarial row: error = share of wrong predictions, computed directly
+    for (j, mdl) in [&a as &dyn Classifier, &b].iter().enumerate() {
+        let pred = mdl.logits(&advs).unwrap().argmax(1, false);
+        let wrong = pred.ne_tensor(&ls).to_kind(Kind::Double).mean(Kind::Double);
+        assert!((t.rows[0].errors[j] - wrong.double_value(&[])).abs() < 1e-12);
+    }
+    let dist = (&advs - &xs)
+        .reshape([m, -1])
+        .to_kind(Kind::Double)
+        .square()
+        .mean_dim(Some([1i64].as_slice()), false, Kind::Double)
+        .sqrt()
+        .mean(Kind::Double)
+        .double_value(&[]);
+    assert!((t.rows[0].distortion - dist).abs() < 1e-9);
+    // amplified: every perturbation scaled to distortion 0.05 (no pixel leaves [0, 1] here)
+    assert!(
+        (t.rows[1].distortion - 0.05).abs() < 1e-6,
+        "{}",
+        t.rows[1].distortion
+    );
+    assert_eq!(t.rows[1].param, Some(0.05));
+    // σ = 0: the clean originals, distortion 0
+    assert_eq!(t.rows[2].distortion, 0.0);
+    for (j, mdl) in [&a as &dyn Classifier, &b].iter().enumerate() {
+        let acc = blindspot::models::classifier::accuracy(*mdl, &xs, &ls, 100).unwrap();
+        assert!((t.rows[2].errors[j] - (1.0 - acc)).abs() < 1e-12);
+    }
+    // σ = 0.2, clipped: distortion below σ but near it; deterministic in the seed
+    assert!(t.rows[3].distortion > 0.15 && t.rows[3].distortion < 0.2);
+    let again = transfer(std::slice::from_ref(&src), &cols, &spec, 3).unwrap();
+    assert_eq!(again.rows[3].errors, t.rows[3].errors);
+    assert_eq!(again.rows[3].distortion, t.rows[3].distortion);
+    let other = transfer(std::slice::from_ref(&src), &cols, &spec, 4).unwrap();
+    assert_ne!(other.rows[3].distortion, t.rows[3].distortion);
+    // unclipped noise: distortion σ (up to sampling), as the paper's tables list it
+    let raw = TransferSpec {
+        clip_noise: false,
+        ..spec.clone()
+    };
+    let u = transfer(std::slice::from_ref(&src), &cols, &raw, 3).unwrap();
+    assert!(
+        (u.rows[3].distortion - 0.2).abs() < 0.005,
+        "{}",
+        u.rows[3].distortion
+    );
+    assert!(!u.clip_noise && t.clip_noise);
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    let (src, ..) = source(d.path(), 5);
+    let a = model("a", 1, &[]);
+    let cols: Vec<(String, &dyn Classifier)> = vec![("a".into(), &a)];
+    for (spec, want) in [
+        (
+            TransferSpec {
+                noise: vec![-1.0],
+                ..Default::default()
+            },
+            "noise",
+        ),
+        (
+            TransferSpec {
+                amplify: vec![0.0],
+                ..Default::default()
+            },
+            "amplify",
+        ),
+    ] {
+        let e = transfer(std::slice::from_ref(&src), &cols, &spec, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    // a file that is not an attack's output
+    let bad = d.path().join("bad.safetensors");
+    blindspot::io::write_safetensors(
+        &bad,
+        &[("x", &Tensor::zeros([2], (Kind::Float, Device::Cpu)))],
+    )
+    .unwrap();
+    let e = transfer(
+        &[Source {
+            name: "bad".into(),
+            file: bad,
+        }],
+        &cols,
+        &TransferSpec::default(),
+        0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("bad.safetensors") && e.contains("original"),
+        "{e}"
+    );
+    // examples of another shape than the model's input
+    let odd = d.path().join("odd.safetensors");
+    let x = Tensor::zeros([3, 1, 8, 8], (Kind::Float, Device::Cpu));
+    let l = Tensor::zeros([3], (Kind::Int64, Device::Cpu));
+    let s = Tensor::ones([3], (Kind::Uint8, Device::Cpu));
+    blindspot::io::write_safetensors(
+        &odd,
+        &[
+            ("original", &x),
+            ("adversarial", &x),
+            ("label", &l),
+            ("success", &s),
+        ],
+    )
+    .unwrap();
+    let e = transfer(
+        &[Source {
+            name: "odd".into(),
+            file: odd,
+        }],
+        &cols,
+        &TransferSpec::default(),
+        0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("do not fit model `a`"), "{e}");
+}
