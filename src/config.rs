@@ -75,7 +75,7 @@ fn default_shown() -> i64 {
     10
 }
 
-/// An attack stage: a model of this experiment (or a model folder) and what to attack.
+/// An attack stage: a model of this experiment (or a model folder / TorchScript file) and what to attack.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttackStage {

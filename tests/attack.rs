@@ -5,6 +5,13 @@ use blindspot::models::zoo::ZooModel;
 use std::path::PathBuf;
 use tch::Device;
 
+/// `blindspot attack`'s arguments, parsed as the binary does.
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    a: attack::AttackArgs,
+}
+
 /// Manual run on a trained zoo model: BLINDSPOT_ATTACK_MODEL=<dir> BLINDSPOT_ATTACK_N=200
 /// cargo test --test attack manual_run -- --ignored --nocapture
 #[test]
@@ -402,11 +409,6 @@ fn fig7_manual() {
 #[test]
 fn cli_args_parse_and_run_stage_attacks_mnist_end_to_end() {
     use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        a: attack::AttackArgs,
-    }
     let dir = tempfile::tempdir().unwrap();
     // A random linear softmax model on MNIST's shape, saved as a zoo model folder.
     let arch = Architecture {
@@ -529,4 +531,103 @@ fn other_bounds_are_respected_and_distortions_scale() {
             "{j}: {d}"
         );
     }
+}
+
+/// `blindspot attack` on a TorchScript model and an image folder (the ImageNet path, on the small RGB
+/// fixture net of `scripts/make_units_fixtures.py`): labels are the model's predictions, every reported
+/// adversarial is re-checked here in a fresh forward pass, and a corrupt image is a clear error.
+#[test]
+fn attack_torchscript_model_on_image_folder() {
+    use blindspot::models::torchscript::TorchScriptClassifier;
+    use blindspot::models::Classifier;
+    use clap::Parser;
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/units");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cli = Cli::try_parse_from([
+        "attack",
+        "--model",
+        fx.join("tiny_rgb.pt").to_str().unwrap(),
+        "--data",
+        fx.join("images").to_str().unwrap(),
+        "--first",
+        "6",
+        "--batch",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    let s = attack::run(&cli.a).unwrap();
+    assert_eq!(s.examples, 6);
+    assert!(s.successes >= 5, "{s:?}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("images.txt"))
+            .unwrap()
+            .lines()
+            .count(),
+        6
+    );
+    let t: std::collections::HashMap<String, tch::Tensor> =
+        blindspot::io::read_safetensors(&out.join("adversarial.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    let m = TorchScriptClassifier::load(&fx.join("tiny_rgb.pt"), Device::Cpu).unwrap();
+    let (x, adv) = (&t["original"], &t["adversarial"]);
+    assert_eq!(x.size(), [6, 3, 32, 32]);
+    // labels = the model's predictions on the originals
+    let pred = m.logits(x).unwrap().argmax(1, false);
+    assert!(pred.equal(&t["label"]));
+    // every success: inside the box, classified as its target
+    let ok: Vec<u8> = Vec::try_from(&t["success"]).unwrap();
+    let got: Vec<i64> = Vec::try_from(&m.logits(adv).unwrap().argmax(1, false)).unwrap();
+    let target: Vec<i64> = Vec::try_from(&t["target"]).unwrap();
+    for i in 0..6 {
+        if ok[i] == 1 {
+            assert_eq!(got[i], target[i], "example {i}");
+        }
+    }
+    assert!(adv.min().double_value(&[]) >= 0.0 && adv.max().double_value(&[]) <= 1.0);
+    // a corrupt image in the folder is an error naming it
+    let bad = Cli::try_parse_from([
+        "attack",
+        "--model",
+        fx.join("tiny_rgb.pt").to_str().unwrap(),
+        "--data",
+        fx.join("images_bad").to_str().unwrap(),
+        "--out",
+        dir.path().join("bad").to_str().unwrap(),
+    ])
+    .unwrap();
+    let e = attack::run(&bad.a).unwrap_err().to_string();
+    assert!(e.contains(".jpg"), "{e}");
+    // a TorchScript model on an MNIST split (the same path as zoo models)
+    let ts = Cli::try_parse_from([
+        "attack",
+        "--model",
+        fx.join("tiny_conv.pt").to_str().unwrap(),
+        "--split",
+        "test",
+        "--first",
+        "4",
+        "--out",
+        dir.path().join("ts").to_str().unwrap(),
+    ])
+    .unwrap();
+    let s = attack::run(&ts.a).unwrap();
+    assert_eq!((s.examples, s.model.as_str()), (4, "tiny_conv"));
+    // --data with --indices is a usage error
+    assert!(Cli::try_parse_from([
+        "attack",
+        "--model",
+        "m.pt",
+        "--data",
+        "d",
+        "--indices",
+        "i.txt",
+        "--out",
+        "o"
+    ])
+    .is_err());
 }

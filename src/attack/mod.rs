@@ -13,7 +13,6 @@ pub mod noise;
 pub use lbfgs::{attack_batch, AttackSettings, BatchOutcome};
 
 use crate::experiments::MnistData;
-use crate::models::zoo::ZooModel;
 use crate::models::Classifier;
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
@@ -250,12 +249,18 @@ impl Default for AttackSpec {
 /// `blindspot attack`: the paper's L-BFGS attack on a zoo model over an MNIST set.
 #[derive(clap::Args, Debug, Clone)]
 pub struct AttackArgs {
-    /// Model folder (model.json + weights.safetensors).
+    /// Model: a zoo folder (model.json + weights.safetensors) or a TorchScript file (.pt, inputs in [0, 1]).
     #[arg(long)]
     pub model: PathBuf,
-    /// train, test, p1 or p2.
+    /// MNIST split: train, test, p1 or p2 (ignored with --data).
     #[arg(long, default_value = "test")]
     pub split: String,
+    /// Attack the images of this folder instead of MNIST (class sub-folders or flat; resized and
+    /// centre-cropped to the model's input like torchvision). The label of each image is the model's own
+    /// prediction on it (a folder's class order need not match the model's classes); select images with
+    /// --first.
+    #[arg(long, conflicts_with = "indices")]
+    pub data: Option<PathBuf>,
     /// File of indices into the split, one per line.
     #[arg(long, conflicts_with = "first")]
     pub indices: Option<PathBuf>,
@@ -317,11 +322,51 @@ pub fn run(args: &AttackArgs) -> Result<AttackSummary> {
         },
         ..AttackSpec::default()
     };
+    if let Some(dir) = &args.data {
+        return attack_folder(&args.model, dir, spec, &args.out, device);
+    }
     let mnist = args
         .mnist_dir
         .clone()
         .unwrap_or_else(crate::data::mnist::default_dir);
     run_stage(&args.model, &spec, &args.out, device, &mnist)
+}
+
+/// Attacks the first `spec.first` images (default all) of an image folder, labelled by the model's own
+/// predictions; writes `images.txt` (the file behind each attacked index) beside the usual outputs.
+pub fn attack_folder(
+    model_path: &Path,
+    dir: &Path,
+    mut spec: AttackSpec,
+    out_dir: &Path,
+    device: Device,
+) -> Result<AttackSummary> {
+    spec.validate()?;
+    let model = crate::models::torchscript::load_classifier(model_path, device)?;
+    let mut opts = crate::data::images::ImageFolderOptions::for_input(&model.input_shape())?;
+    opts.on_bad = crate::data::images::OnBadImage::Fail;
+    let folder = crate::data::images::ImageFolder::open(dir, opts)?;
+    let n = spec.first.unwrap_or(folder.len());
+    if n == 0 || n > folder.len() {
+        return Err(Error::Invalid(format!(
+            "--first {n}: {} holds {} images",
+            dir.display(),
+            folder.len()
+        )));
+    }
+    let idx: Vec<usize> = (0..n).collect();
+    let batch = folder.load(&idx)?; // images [n, C, S, S] in [0, 1]
+    let labels = crate::models::classifier::predict(model.as_ref(), &batch.images, spec.batch)?; // [n]
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let list: String = folder.entries()[..n]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("{i}\t{}\n", e.path.display()))
+        .collect();
+    crate::io::write_atomic(&out_dir.join("images.txt"), list.as_bytes())?;
+    spec.split = format!("{} (labels: the model's predictions)", dir.display());
+    spec.first = None;
+    attack_dataset(model.as_ref(), &batch.images, &labels, &spec, out_dir)
 }
 
 /// Runs an attack stage: loads the model and data, attacks, writes the outputs to `out_dir`.
@@ -333,10 +378,10 @@ pub fn run_stage(
     mnist_dir: &Path,
 ) -> Result<AttackSummary> {
     spec.validate()?;
-    let model = ZooModel::load(model_dir, device)?;
+    let model = crate::models::torchscript::load_classifier(model_dir, device)?;
     let data = MnistData::load(mnist_dir, spec.split_seed)?;
     let set = data.set(&spec.split)?;
-    attack_dataset(&model, &set.images, &set.labels, spec, out_dir)
+    attack_dataset(model.as_ref(), &set.images, &set.labels, spec, out_dir)
 }
 
 #[allow(clippy::needless_range_loop)]
