@@ -568,6 +568,13 @@ fn attack_torchscript_model_on_image_folder() {
             .count(),
         6
     );
+    // Fig 5 triplets: a PNG, and the shown examples' distortion as in summary.json's definition
+    let png = std::fs::read(out.join("fig5.png")).unwrap();
+    assert!(png.len() > 1000 && png[1..4] == *b"PNG");
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fig5.json")).unwrap()).unwrap();
+    assert_eq!(f["shown"].as_array().unwrap().len(), s.successes.min(8));
+    assert!(f["mean_distortion"].as_f64().unwrap() > 0.0);
     let t: std::collections::HashMap<String, tch::Tensor> =
         blindspot::io::read_safetensors(&out.join("adversarial.safetensors"))
             .unwrap()
@@ -630,4 +637,17 @@ fn attack_torchscript_model_on_image_folder() {
         "o"
     ])
     .is_err());
+}
+
+/// Fig 5's difference image: 10× the perturbation around mid-grey, clamped.
+#[test]
+fn fig5_difference_is_ten_times_the_perturbation_around_grey() {
+    let x = tch::Tensor::from_slice(&[0.2f32, 0.5, 0.9, 0.0]).view([1, 1, 2, 2]);
+    let adv = tch::Tensor::from_slice(&[0.21f32, 0.45, 1.0, 0.0]).view([1, 1, 2, 2]);
+    let d = blindspot::report::fig5::difference_image(&x, &adv).unwrap();
+    let v: Vec<f32> = Vec::try_from(&d.view([-1])).unwrap();
+    let want = [0.6f32, 0.0, 1.0, 0.5];
+    for (a, b) in v.iter().zip(want) {
+        assert!((a - b).abs() < 1e-5, "{v:?}");
+    }
 }

@@ -333,7 +333,8 @@ pub fn run(args: &AttackArgs) -> Result<AttackSummary> {
 }
 
 /// Attacks the first `spec.first` images (default all) of an image folder, labelled by the model's own
-/// predictions; writes `images.txt` (the file behind each attacked index) beside the usual outputs.
+/// predictions; writes `images.txt` (the file behind each attacked index) and Fig 5's triplets
+/// (`fig5.png`, `fig5.json`) beside the usual outputs.
 pub fn attack_folder(
     model_path: &Path,
     dir: &Path,
@@ -366,7 +367,17 @@ pub fn attack_folder(
     crate::io::write_atomic(&out_dir.join("images.txt"), list.as_bytes())?;
     spec.split = format!("{} (labels: the model's predictions)", dir.display());
     spec.first = None;
-    attack_dataset(model.as_ref(), &batch.images, &labels, &spec, out_dir)
+    let summary = attack_dataset(model.as_ref(), &batch.images, &labels, &spec, out_dir)?;
+    if summary.successes > 0 {
+        // Fig 5: the first (up to) 8 successes as original / difference ×10 / adversarial triplets.
+        let f = crate::report::fig5::fig5(
+            &out_dir.join("adversarial.safetensors"),
+            &out_dir.join("fig5.png"),
+            8,
+        )?;
+        crate::io::write_json(&out_dir.join("fig5.json"), &f)?;
+    }
+    Ok(summary)
 }
 
 /// Runs an attack stage: loads the model and data, attacks, writes the outputs to `out_dir`.

@@ -1,5 +1,6 @@
 //! Reports: tables beside the paper's values (Markdown + CSV), figures drawn with plotters.
 
+pub mod fig5;
 pub mod fig7;
 pub mod figures;
 pub mod fonts;
