@@ -76,66 +76,6 @@ pub struct Source {
     pub file: PathBuf,
 }
 
-/// Verified adversarials of one source: originals x [M, ..], adversarials x′ [M, ..], labels [M] (CPU).
-struct Examples {
-    original: Tensor,
-    adversarial: Tensor,
-    labels: Tensor,
-}
-
-fn load_examples(src: &Source) -> Result<Examples> {
-    let f = &src.file;
-    let mut map: std::collections::HashMap<String, Tensor> =
-        crate::io::read_safetensors(f)?.into_iter().collect();
-    let mut take = |k: &str| {
-        map.remove(k).ok_or_else(|| {
-            Error::format(
-                f,
-                format!("no `{k}` tensor (is this an attack's adversarial.safetensors?)"),
-            )
-        })
-    };
-    let (orig, adv, lab, ok) = (
-        take("original")?,
-        take("adversarial")?,
-        take("label")?,
-        take("success")?,
-    );
-    let n = lab.size().first().copied().unwrap_or(-1);
-    if orig.size() != adv.size() || orig.size()[0] != n || ok.size() != [n] {
-        return Err(Error::format(
-            f,
-            format!(
-                "inconsistent shapes: original {:?}, adversarial {:?}, label {:?}, success {:?}",
-                orig.size(),
-                adv.size(),
-                lab.size(),
-                ok.size()
-            ),
-        ));
-    }
-    let keep = ok.f_to_kind(Kind::Bool)?.f_nonzero()?.f_view([-1])?; // [M]
-    if keep.size()[0] == 0 {
-        return Err(Error::format(f, "no successful adversarial in this file"));
-    }
-    Ok(Examples {
-        original: orig.f_index_select(0, &keep)?.f_to_kind(Kind::Float)?,
-        adversarial: adv.f_index_select(0, &keep)?.f_to_kind(Kind::Float)?,
-        labels: lab.f_index_select(0, &keep)?.f_to_kind(Kind::Int64)?,
-    })
-}
-
-/// Per-example distortion sqrt(Σ(a − b)²/n): [N, ..] × [N, ..] → [N] (f64, CPU).
-fn distortions(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let n = a.size()[0];
-    Ok(a.f_sub(b)?
-        .f_reshape([n, -1])?
-        .f_to_kind(Kind::Double)?
-        .f_square()?
-        .f_mean_dim(Some([1i64].as_slice()), false, Kind::Double)?
-        .f_sqrt()?)
-}
-
 fn mean(t: &Tensor) -> Result<f64> {
     Ok(t.f_mean(Kind::Double)?.f_double_value(&[])?)
 }
@@ -233,7 +173,7 @@ pub fn transfer(
     let mut rows = Vec::new();
     let bar = crate::progress::bar(sources.len() as u64, "transfer", "sources");
     for (si, src) in sources.iter().enumerate() {
-        let ex = load_examples(src)?;
+        let ex = crate::attack::read_adversarials(&src.file)?;
         for (name, m) in models {
             crate::models::classifier::check_input(*m, &ex.adversarial.narrow(0, 0, 1)).map_err(
                 |e| {
@@ -245,7 +185,7 @@ pub fn transfer(
             )?;
         }
         let n = ex.labels.size()[0];
-        let d = distortions(&ex.adversarial, &ex.original)?; // [M]
+        let d = crate::attack::distortions(&ex.adversarial, &ex.original)?; // [M]
         rows.push(Row {
             kind: RowKind::Adversarial,
             source: src.name.clone(),
@@ -277,7 +217,7 @@ pub fn transfer(
                 source: src.name.clone(),
                 param: Some(a),
                 examples: n,
-                distortion: mean(&distortions(&x, &ex.original)?)?,
+                distortion: mean(&crate::attack::distortions(&x, &ex.original)?)?,
                 errors: errors(&cols, &x, &ex.labels, spec.batch)?,
             });
         }
@@ -299,7 +239,7 @@ pub fn transfer(
                     source: src.name.clone(),
                     param: Some(s),
                     examples: n,
-                    distortion: mean(&distortions(&x, &ex.original)?)?,
+                    distortion: mean(&crate::attack::distortions(&x, &ex.original)?)?,
                     errors: errors(&cols, &x, &ex.labels, spec.batch)?,
                 });
             }

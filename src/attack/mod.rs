@@ -70,6 +70,75 @@ pub struct AttackSummary {
     pub settings: AttackSettings,
 }
 
+/// The paper's distortion of each example, sqrt(Σ(x′ − x)²/n): `adversarial`, `original` [b, ..] → [b]
+/// (f64, on their device).
+pub fn distortions(adversarial: &Tensor, original: &Tensor) -> Result<Tensor> {
+    let b = adversarial.size()[0];
+    Ok(adversarial
+        .f_to_kind(Kind::Double)?
+        .f_sub(&original.f_to_kind(Kind::Double)?)?
+        .f_reshape([b, -1])?
+        .f_square()?
+        .f_mean_dim([-1i64].as_slice(), false, Kind::Double)?
+        .f_sqrt()?)
+}
+
+/// The successful examples of an attack's `adversarial.safetensors` (CPU): originals x [M, ..],
+/// adversarials x′ [M, ..] (f32), labels and data positions [M] (i64).
+pub struct Adversarials {
+    pub original: Tensor,
+    pub adversarial: Tensor,
+    pub labels: Tensor,
+    pub positions: Tensor,
+}
+
+/// Reads an attack's `adversarial.safetensors`, keeping its successful examples (failures carry the
+/// original image); checks that the tensors fit together.
+pub fn read_adversarials(file: &Path) -> Result<Adversarials> {
+    let mut map: std::collections::HashMap<String, Tensor> =
+        crate::io::read_safetensors(file)?.into_iter().collect();
+    let mut take = |k: &str| {
+        map.remove(k).ok_or_else(|| {
+            Error::format(
+                file,
+                format!("no `{k}` tensor (is this an attack's adversarial.safetensors?)"),
+            )
+        })
+    };
+    let (orig, adv, lab, ok) = (
+        take("original")?,
+        take("adversarial")?,
+        take("label")?,
+        take("success")?,
+    );
+    let n = lab.size().first().copied().unwrap_or(-1);
+    if orig.size() != adv.size() || orig.size().first() != Some(&n) || ok.size() != [n] {
+        return Err(Error::format(
+            file,
+            format!(
+                "inconsistent shapes: original {:?}, adversarial {:?}, label {:?}, success {:?}",
+                orig.size(),
+                adv.size(),
+                lab.size(),
+                ok.size()
+            ),
+        ));
+    }
+    let keep = ok.f_to_kind(Kind::Bool)?.f_nonzero()?.f_view([-1])?; // [M]
+    if keep.size()[0] == 0 {
+        return Err(Error::format(
+            file,
+            "no successful adversarial in this file",
+        ));
+    }
+    Ok(Adversarials {
+        original: orig.f_index_select(0, &keep)?.f_to_kind(Kind::Float)?,
+        adversarial: adv.f_index_select(0, &keep)?.f_to_kind(Kind::Float)?,
+        labels: lab.f_index_select(0, &keep)?.f_to_kind(Kind::Int64)?,
+        positions: keep,
+    })
+}
+
 /// Verify `adversarial` against `original` in a fresh forward pass: inside the model's box exactly,
 /// classified as `target` (targeted, target >= 0) or not as `label`, finite outputs. Returns per example
 /// `(ok, distortion, reason)`; distortion = sqrt(Σ(x' − x)²/n) in f64.
@@ -99,18 +168,8 @@ pub fn verify(
         .f_logical_and(&flat.f_le(hi)?)?
         .f_all_dim(-1, false)?; // [b]
     let inside = bools(&inside)?;
-    let diff = flat.f_to_kind(Kind::Double)?.f_sub(
-        &original
-            .f_to_device(dev)?
-            .f_to_kind(Kind::Double)?
-            .f_reshape([b, -1])?,
-    )?;
     let dist = Vec::<f64>::try_from(
-        &diff
-            .f_square()?
-            .f_mean_dim([-1i64].as_slice(), false, Kind::Double)?
-            .f_sqrt()?
-            .f_to_device(Device::Cpu)?,
+        &distortions(&adv, &original.f_to_device(dev)?)?.f_to_device(Device::Cpu)?,
     )?;
     let logits = model.logits(&adv)?; // [b, K]
     let class = targets.unwrap_or(labels).f_to_device(dev)?;

@@ -4,7 +4,7 @@
 //! misclassified after. The paper shows AlexNet on ImageNet (average distortion 0.006508 over 64 examples).
 
 use crate::report::figures::{image_grid, GridOptions, GridRow};
-use crate::{Error, Result};
+use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::{Kind, Tensor};
@@ -30,36 +30,14 @@ pub struct Fig5 {
 
 /// Draws the first `count` successful examples of an attack's `adversarial.safetensors` as triplets.
 pub fn fig5(adversarial_file: &Path, png: &Path, count: usize) -> Result<Fig5> {
-    let mut map: std::collections::HashMap<String, Tensor> =
-        crate::io::read_safetensors(adversarial_file)?
-            .into_iter()
-            .collect();
-    let mut take = |k: &str| {
-        map.remove(k)
-            .ok_or_else(|| Error::format(adversarial_file, format!("no `{k}` tensor")))
-    };
-    let (x, adv, ok) = (take("original")?, take("adversarial")?, take("success")?);
-    let idx = ok.f_to_kind(Kind::Bool)?.f_nonzero()?.f_view([-1])?; // [m]
-    let m = idx.size()[0].min(count as i64);
-    if m == 0 {
-        return Err(Error::format(
-            adversarial_file,
-            "no successful adversarial to draw",
-        ));
-    }
-    let idx = idx.f_narrow(0, 0, m)?;
+    let ex = crate::attack::read_adversarials(adversarial_file)?;
+    let m = ex.labels.size()[0].min(count as i64);
     let (x, adv) = (
-        x.f_index_select(0, &idx)?.f_to_kind(Kind::Float)?,
-        adv.f_index_select(0, &idx)?.f_to_kind(Kind::Float)?,
+        ex.original.f_narrow(0, 0, m)?,
+        ex.adversarial.f_narrow(0, 0, m)?,
     ); // [m, C, H, W]
     let diff = difference_image(&x, &adv)?;
-    let d = adv
-        .f_sub(&x)?
-        .f_reshape([m, -1])?
-        .f_to_kind(Kind::Double)?
-        .f_square()?
-        .f_mean_dim(Some([1i64].as_slice()), false, Kind::Double)?
-        .f_sqrt()?
+    let d = crate::attack::distortions(&adv, &x)?
         .f_mean(Kind::Double)?
         .f_double_value(&[])?;
     let split = |t: &Tensor| (0..m).map(|i| t.get(i)).collect::<Vec<_>>();
@@ -80,7 +58,7 @@ pub fn fig5(adversarial_file: &Path, png: &Path, count: usize) -> Result<Fig5> {
     )?;
     Ok(Fig5 {
         png: png.display().to_string(),
-        shown: Vec::try_from(&idx)?,
+        shown: Vec::try_from(&ex.positions.f_narrow(0, 0, m)?)?,
         mean_distortion: d,
     })
 }
