@@ -618,12 +618,23 @@ fn attack_torchscript_model_on_image_folder() {
         "test",
         "--first",
         "4",
+        "--max-iter",
+        "7",
+        "--pgtol",
+        "1e-6",
+        "--factr",
+        "0",
         "--out",
         dir.path().join("ts").to_str().unwrap(),
     ])
     .unwrap();
     let s = attack::run(&ts.a).unwrap();
     assert_eq!((s.examples, s.model.as_str()), (4, "tiny_conv"));
+    assert_eq!(
+        (s.settings.max_iter, s.settings.pgtol, s.settings.factr),
+        (7, 1e-6, 0.0),
+        "solver flags reach the solver settings"
+    );
     // --data with --indices is a usage error
     assert!(Cli::try_parse_from([
         "attack",

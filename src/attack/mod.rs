@@ -356,6 +356,16 @@ pub struct AttackArgs {
     /// L-BFGS-B memory m.
     #[arg(long, default_value_t = AttackSettings::default().history)]
     pub history: usize,
+    /// Iterations per L-BFGS-B solve (one solve per value of c).
+    #[arg(long, default_value_t = AttackSettings::default().max_iter)]
+    pub max_iter: usize,
+    /// A solve stops when the projected gradient's ∞-norm is below this (absolute: models whose input
+    /// gradients are tiny, e.g. 224×224 inputs, may need a smaller value).
+    #[arg(long, default_value_t = AttackSettings::default().pgtol)]
+    pub pgtol: f64,
+    /// A solve stops when the objective's relative reduction is below factr·ε (scipy's factr; 0 = off).
+    #[arg(long, default_value_t = AttackSettings::default().factr)]
+    pub factr: f64,
 }
 
 /// Runs `blindspot attack`.
@@ -377,6 +387,9 @@ pub fn run(args: &AttackArgs) -> Result<AttackSummary> {
         settings: AttackSettings {
             c_rel_tol: args.c_rel_tol,
             history: args.history,
+            max_iter: args.max_iter,
+            pgtol: args.pgtol,
+            factr: args.factr,
             ..AttackSettings::default()
         },
         ..AttackSpec::default()
