@@ -942,8 +942,9 @@ fn transfer_section(exp: &Experiment, run_dir: &Path) -> String {
             continue;
         };
         md.push_str(&format!(
-            "\n## Cross-model generalisation: {} (§4.2, Tables 2 and 4)\n\nError of each column's model on each row's examples, ours (the paper's in brackets where it has the cell). Adversarial rows: every verified adversarial of that model's attack stage; Gaussian rows: the first row's originals plus noise of that stddev, clipped to [0, 1]; amplified rows: each perturbation scaled to that distortion, clipped. Distortion: measured on the evaluated images.\n\n{}",
+            "\n## Cross-model generalisation: {} (§4.2, Tables 2 and 4)\n\nError of each column's model on each row's examples, ours (the paper's in brackets where it has the cell). Adversarial rows: every verified adversarial of that model's attack stage; Gaussian rows: the first row's originals plus noise of that stddev, {}; amplified rows: each perturbation scaled to that distortion, clipped. Distortion: measured on the evaluated images.\n\n{}",
             t.name,
+            if table.clip_noise { "clipped to [0, 1]" } else { "not clipped" },
             crate::transfer::markdown(&table)
         ));
     }

@@ -185,15 +185,19 @@ pub fn transfer(
             )?;
         }
         let n = ex.labels.size()[0];
+        // A row of images `x` [M, ..] whose per-example distortions are `d` [M].
+        let row = |kind, param, x: &Tensor, d: &Tensor| -> Result<Row> {
+            Ok(Row {
+                kind,
+                source: src.name.clone(),
+                param,
+                examples: n,
+                distortion: mean(d)?,
+                errors: errors(&cols, x, &ex.labels, spec.batch)?,
+            })
+        };
         let d = crate::attack::distortions(&ex.adversarial, &ex.original)?; // [M]
-        rows.push(Row {
-            kind: RowKind::Adversarial,
-            source: src.name.clone(),
-            param: None,
-            examples: n,
-            distortion: mean(&d)?,
-            errors: errors(&cols, &ex.adversarial, &ex.labels, spec.batch)?,
-        });
+        rows.push(row(RowKind::Adversarial, None, &ex.adversarial, &d)?);
         for &a in &spec.amplify {
             // x + a·r/d(r); examples with d = 0 (already of the target class) keep x.
             let shape: Vec<i64> = std::iter::once(n)
@@ -212,36 +216,24 @@ pub fn transfer(
                 .f_mul(&scale)?
                 .f_add(&ex.original)?
                 .f_clamp(bounds.0, bounds.1)?;
-            rows.push(Row {
-                kind: RowKind::Amplified,
-                source: src.name.clone(),
-                param: Some(a),
-                examples: n,
-                distortion: mean(&crate::attack::distortions(&x, &ex.original)?)?,
-                errors: errors(&cols, &x, &ex.labels, spec.batch)?,
-            });
+            let dx = crate::attack::distortions(&x, &ex.original)?;
+            rows.push(row(RowKind::Amplified, Some(a), &x, &dx)?);
         }
         if si == 0 {
+            let box_ = if spec.clip_noise {
+                bounds
+            } else {
+                (f64::NEG_INFINITY, f64::INFINITY)
+            };
             for (k, &s) in spec.noise.iter().enumerate() {
-                let box_ = if spec.clip_noise {
-                    bounds
-                } else {
-                    (f64::NEG_INFINITY, f64::INFINITY)
-                };
                 let x = crate::attack::noise::gaussian_noise(
                     &ex.original,
                     s,
                     seed.wrapping_add(k as u64),
                     box_,
                 )?;
-                rows.push(Row {
-                    kind: RowKind::Gaussian,
-                    source: src.name.clone(),
-                    param: Some(s),
-                    examples: n,
-                    distortion: mean(&crate::attack::distortions(&x, &ex.original)?)?,
-                    errors: errors(&cols, &x, &ex.labels, spec.batch)?,
-                });
+                let dx = crate::attack::distortions(&x, &ex.original)?;
+                rows.push(row(RowKind::Gaussian, Some(s), &x, &dx)?);
             }
         }
         bar.inc(1);

@@ -275,43 +275,31 @@ fn retrained_model_gets_a_fresh_attack() {
         "the rerun attack must be computed for the retrained weights"
     );
     // the attack command: an output folder made for other weights is refused
-    let o = run(
-        &[
-            "attack",
-            "--model",
-            "runs/a/models/softmax1",
-            "--split",
-            "test",
-            "--first",
-            "20",
-            "--batch",
-            "10",
-            "--out",
-            "runs/b/attacks/softmax1",
-        ],
-        d.path(),
-    );
+    let attack_into_b = |model: &str| {
+        run(
+            &[
+                "attack",
+                "--model",
+                model,
+                "--split",
+                "test",
+                "--first",
+                "20",
+                "--batch",
+                "10",
+                "--out",
+                "runs/b/attacks/softmax1",
+            ],
+            d.path(),
+        )
+    };
+    let o = attack_into_b("runs/a/models/softmax1");
     let t = text(&o);
     assert!(o.status.success(), "same weights resume: {t}");
     std::fs::write(d.path().join("c.yaml"), with_attack("c", 4)).unwrap();
     let o = run(&["run", "c.yaml"], d.path());
     assert!(o.status.success(), "{}", text(&o));
-    let o = run(
-        &[
-            "attack",
-            "--model",
-            "runs/c/models/softmax1",
-            "--split",
-            "test",
-            "--first",
-            "20",
-            "--batch",
-            "10",
-            "--out",
-            "runs/b/attacks/softmax1",
-        ],
-        d.path(),
-    );
+    let o = attack_into_b("runs/c/models/softmax1");
     let t = text(&o);
     assert!(
         !o.status.success() && t.contains("weights"),

@@ -159,53 +159,43 @@ fn bad_input_is_a_clear_error() {
             .to_string();
         assert!(e.contains(want), "{e}");
     }
+    // the error of a table whose one row is the file `name` holding `tensors`
+    let error_for = |name: &str, tensors: &[(&str, &Tensor)]| {
+        let file = d.path().join(name);
+        blindspot::io::write_safetensors(&file, tensors).unwrap();
+        transfer(
+            &[Source {
+                name: name.into(),
+                file,
+            }],
+            &cols,
+            &TransferSpec::default(),
+            0,
+        )
+        .unwrap_err()
+        .to_string()
+    };
     // a file that is not an attack's output
-    let bad = d.path().join("bad.safetensors");
-    blindspot::io::write_safetensors(
-        &bad,
+    let e = error_for(
+        "bad.safetensors",
         &[("x", &Tensor::zeros([2], (Kind::Float, Device::Cpu)))],
-    )
-    .unwrap();
-    let e = transfer(
-        &[Source {
-            name: "bad".into(),
-            file: bad,
-        }],
-        &cols,
-        &TransferSpec::default(),
-        0,
-    )
-    .unwrap_err()
-    .to_string();
+    );
     assert!(
         e.contains("bad.safetensors") && e.contains("original"),
         "{e}"
     );
     // examples of another shape than the model's input
-    let odd = d.path().join("odd.safetensors");
     let x = Tensor::zeros([3, 1, 8, 8], (Kind::Float, Device::Cpu));
     let l = Tensor::zeros([3], (Kind::Int64, Device::Cpu));
     let s = Tensor::ones([3], (Kind::Uint8, Device::Cpu));
-    blindspot::io::write_safetensors(
-        &odd,
+    let e = error_for(
+        "odd.safetensors",
         &[
             ("original", &x),
             ("adversarial", &x),
             ("label", &l),
             ("success", &s),
         ],
-    )
-    .unwrap();
-    let e = transfer(
-        &[Source {
-            name: "odd".into(),
-            file: odd,
-        }],
-        &cols,
-        &TransferSpec::default(),
-        0,
-    )
-    .unwrap_err()
-    .to_string();
+    );
     assert!(e.contains("do not fit model `a`"), "{e}");
 }
