@@ -194,6 +194,17 @@ pub enum TrainSet {
     P2,
 }
 
+impl TrainSet {
+    /// The name of the set in [`crate::data::sets::MnistData::set`]: `train`, `p1` or `p2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainSet::Train => "train",
+            TrainSet::P1 => "p1",
+            TrainSet::P2 => "p2",
+        }
+    }
+}
+
 /// Hidden-unit non-linearity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -4,14 +4,13 @@
 //! redoes only unfinished stages; `--shard i/n` splits the model stages over machines (round robin).
 
 use crate::config::{Experiment, ModelSpec, TrainSet};
-use crate::data::mnist::{self, Mnist, Split};
-use crate::data::split::HalfSplit;
+use crate::data::MnistData;
+use crate::fingerprint::of_json as fingerprint;
 use crate::models::zoo::ZooModel;
 use crate::report::paper;
-use crate::report::tables::{pct, Table};
+use crate::results::{pct, Table};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Tensor};
@@ -26,11 +25,6 @@ pub struct DoneMarker {
     pub fingerprint: String,
     pub seconds: f64,
     pub finished_unix: u64,
-}
-
-/// SHA-256 of a JSON value (the fingerprint of a stage's configuration and inputs).
-pub fn fingerprint(v: &serde_json::Value) -> String {
-    format!("{:x}", Sha256::digest(v.to_string().as_bytes()))
 }
 
 /// The marker of `dir` if the stage finished with this fingerprint.
@@ -117,9 +111,9 @@ fn model_fingerprint(path: &Path) -> String {
         return m.fingerprint;
     }
     if path.is_file() {
-        return crate::data::mnist::sha256_file(path).unwrap_or_default();
+        return crate::fingerprint::sha256_file(path).unwrap_or_default();
     }
-    crate::data::mnist::sha256_file(&path.join("weights.safetensors")).unwrap_or_default()
+    crate::fingerprint::sha256_file(&path.join("weights.safetensors")).unwrap_or_default()
 }
 
 #[derive(clap::Parser)]
@@ -136,64 +130,6 @@ struct SpectralCli {
 
 fn parse_args<P: clap::Parser>(what: &str, argv: Vec<String>) -> Result<P> {
     P::try_parse_from(argv).map_err(|e| Error::Invalid(format!("{what}: {e}")))
-}
-
-/// MNIST train and test sets plus the P1/P2 split, with the checksums that fingerprint them.
-pub struct MnistData {
-    pub train: Mnist,
-    pub test: Mnist,
-    pub split: HalfSplit,
-    pub checksums: Vec<(String, String)>,
-    pub dir: PathBuf,
-}
-
-impl MnistData {
-    pub fn load(dir: &Path, split_seed: u64) -> Result<Self> {
-        let checksums = mnist::verify_checksums(dir)?;
-        let train = mnist::load(dir, Split::Train)?;
-        let test = mnist::load(dir, Split::Test)?;
-        let split = HalfSplit::new(train.len() as usize, split_seed);
-        Ok(MnistData {
-            train,
-            test,
-            split,
-            checksums,
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    /// The examples of a named set: `train`, `test`, `p1`, `p2`.
-    pub fn set(&self, name: &str) -> Result<Mnist> {
-        Ok(match name {
-            "train" => Mnist {
-                images: self.train.images.shallow_clone(),
-                labels: self.train.labels.shallow_clone(),
-            },
-            "test" => Mnist {
-                images: self.test.images.shallow_clone(),
-                labels: self.test.labels.shallow_clone(),
-            },
-            "p1" => self.train.select(&Tensor::from_slice(&self.split.p1)),
-            "p2" => self.train.select(&Tensor::from_slice(&self.split.p2)),
-            other => {
-                return Err(Error::Invalid(format!(
-                    "unknown data set `{other}`: use train, test, p1 or p2"
-                )))
-            }
-        })
-    }
-
-    pub fn train_set(&self, t: TrainSet) -> Result<Mnist> {
-        self.set(match t {
-            TrainSet::Train => "train",
-            TrainSet::P1 => "p1",
-            TrainSet::P2 => "p2",
-        })
-    }
-
-    fn fingerprint_json(&self) -> serde_json::Value {
-        serde_json::json!({ "mnist": self.checksums, "split_seed": self.split.seed })
-    }
 }
 
 /// Errors of a model on every MNIST set.
@@ -235,7 +171,7 @@ pub fn train_and_save(
     device: Device,
     out: &Path,
 ) -> Result<(ZooModel, Errors)> {
-    let set = data.train_set(spec.train_on)?;
+    let set = data.set(spec.train_on.name())?;
     let x = set.images.to_device(device);
     let y = set.labels.to_device(device);
     log::info!(

@@ -259,7 +259,7 @@ pub fn markdown(t: &TransferTable) -> String {
     head.extend(t.models.iter().cloned());
     head.push("distortion (ours / paper)".into());
     let head_refs: Vec<&str> = head.iter().map(|s| s.as_str()).collect();
-    let mut tab = crate::report::tables::Table::new(&head_refs);
+    let mut tab = crate::results::Table::new(&head_refs);
     for r in &t.rows {
         let key = r.key();
         let label = match r.kind {
@@ -301,7 +301,7 @@ pub fn write(t: &TransferTable, out: &Path) -> Result<()> {
     crate::io::write_json(&out.join("transfer.json"), t)?;
     let mut head = vec!["kind", "source", "param", "examples", "distortion"];
     head.extend(t.models.iter().map(|s| s.as_str()));
-    let mut csv = crate::report::tables::Table::new(&head);
+    let mut csv = crate::results::Table::new(&head);
     for r in &t.rows {
         let mut line = vec![
             format!("{:?}", r.kind).to_lowercase(),

@@ -23,7 +23,7 @@
 use crate::data::images::{ImageFolder, ImageFolderOptions, OnBadImage};
 use crate::data::mnist::{self, Mnist, Split};
 use crate::models::Classifier;
-use crate::report::figures::{image_grid, GridOptions, GridRow};
+use crate::report::grid::{image_grid, GridOptions, GridRow};
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

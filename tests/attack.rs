@@ -30,8 +30,7 @@ fn manual_run() {
         PathBuf::from(std::env::var("BLINDSPOT_ATTACK_OUT").unwrap_or("/tmp/attack_manual".into()));
     let model = ZooModel::load(&dir, Device::Cpu).unwrap();
     let data =
-        blindspot::experiments::MnistData::load(&blindspot::data::mnist::default_dir(), 2014)
-            .unwrap();
+        blindspot::data::MnistData::load(&blindspot::data::mnist::default_dir(), 2014).unwrap();
     let set = data.set(&split).unwrap();
     let mut spec = AttackSpec {
         split,
@@ -390,8 +389,7 @@ fn fig7_manual() {
         .collect();
     let refs: Vec<&dyn Classifier> = models.iter().map(|m| m as &dyn Classifier).collect();
     let data =
-        blindspot::experiments::MnistData::load(&blindspot::data::mnist::default_dir(), 2014)
-            .unwrap();
+        blindspot::data::MnistData::load(&blindspot::data::mnist::default_dir(), 2014).unwrap();
     let fig = blindspot::report::fig7::fig7(
         &refs,
         &data.test.images.narrow(0, 0, 10),

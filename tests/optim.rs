@@ -555,7 +555,7 @@ fn bench_engine_overhead() {
     let threads = std::env::var("BENCH_THREADS").map_or(1, |t| t.parse().unwrap());
     tch::set_num_threads(threads);
     for (b, m) in [(1000, 10), (10_000, 10), (10_000, 5)] {
-        let r = blindspot::optim::bench::bench_engine(b, 784, m, m + 12, Device::Cpu).unwrap();
+        let r = blindspot::bench::engine::bench_engine(b, 784, m, m + 12, Device::Cpu).unwrap();
         println!("{}", serde_json::to_string(&r).unwrap());
     }
 }

@@ -5,7 +5,7 @@ use blindspot::data::images::{ImageFolder, ImageFolderOptions, OnBadImage};
 use blindspot::data::mnist::{self, Mnist, Split};
 use blindspot::models::torchscript::{load_classifier, TorchScriptClassifier};
 use blindspot::models::Classifier;
-use blindspot::report::figures::{image_grid, GridOptions, GridRow};
+use blindspot::report::grid::{image_grid, GridOptions, GridRow};
 use blindspot::units::{self, Count, Dataset, DirectionKind, TensorData};
 use rand::SeedableRng;
 use std::collections::HashMap;

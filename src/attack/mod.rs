@@ -12,7 +12,7 @@ pub mod noise;
 
 pub use lbfgs::{attack_batch, AttackSettings, BatchOutcome};
 
-use crate::experiments::MnistData;
+use crate::data::MnistData;
 use crate::models::Classifier;
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
@@ -569,8 +569,8 @@ pub fn attack_dataset(
         "model": model.name(),
         "weights": model.fingerprint()?,
         "split": spec.split,
-        "indices": crate::experiments::fingerprint(&serde_json::json!(idx)),
-        "targets": crate::experiments::fingerprint(&serde_json::json!(targets)),
+        "indices": crate::fingerprint::of_json(&serde_json::json!(idx)),
+        "targets": crate::fingerprint::of_json(&serde_json::json!(targets)),
         "batch": spec.batch,
         "settings": spec.settings,
     });

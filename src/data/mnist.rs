@@ -3,7 +3,6 @@
 //! Pixels are scaled to [0, 1] as in the paper (n = 784).
 
 use crate::{Error, Result};
-use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
@@ -183,12 +182,6 @@ pub fn parse_idx_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     Ok(labels)
 }
 
-/// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(format!("{:x}", Sha256::digest(&bytes)))
-}
-
 /// Verifies the files listed in `dir/SHA256SUMS` (if that file exists). Returns the checked (file, sha) pairs.
 pub fn verify_checksums(dir: &Path) -> Result<Vec<(String, String)>> {
     let sums = dir.join("SHA256SUMS");
@@ -214,7 +207,7 @@ pub fn verify_checksums(dir: &Path) -> Result<Vec<(String, String)>> {
         if !file.exists() {
             continue; // only the files present are checked; missing ones fail when loaded
         }
-        let found = sha256_file(&file)?;
+        let found = crate::fingerprint::sha256_file(&file)?;
         if !found.eq_ignore_ascii_case(hash) {
             return Err(Error::Checksum {
                 path: file,

@@ -2,6 +2,8 @@
 
 pub mod images;
 pub mod mnist;
+pub mod sets;
 pub mod split;
 
 pub use mnist::{Mnist, Split};
+pub use sets::MnistData;

@@ -235,7 +235,7 @@ impl Classifier for TorchScriptClassifier {
         Ok(out)
     }
     fn fingerprint(&self) -> Result<String> {
-        crate::data::mnist::sha256_file(&self.path)
+        crate::fingerprint::sha256_file(&self.path)
     }
     fn layer_names(&self) -> Vec<String> {
         let mut v = self.layers.clone();

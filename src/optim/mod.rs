@@ -3,10 +3,8 @@
 //! box-constrained L-BFGS with bounds [0, 1]).
 //!
 //! - [`lbfgsb`]: the engine ([`minimize`]), its settings, bounds, termination reasons and observers.
-//! - [`bench`]: engine overhead per iteration vs one MLP fwd+bwd ([`bench::bench_engine`]).
 //! - [`line_search`]: the per-problem strong-Wolfe line search it drives in batched rounds.
 
-pub mod bench;
 pub mod lbfgsb;
 pub mod line_search;
 

@@ -3,7 +3,7 @@
 //! and clamped" in 8-bit terms), and the adversarial image, all correctly classified before and
 //! misclassified after. The paper shows AlexNet on ImageNet (average distortion 0.006508 over 64 examples).
 
-use crate::report::figures::{image_grid, GridOptions, GridRow};
+use crate::report::grid::{image_grid, GridOptions, GridRow};
 use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -2,106 +2,30 @@
 //! (b) N200-200-10; any two zoo models can be given) and beside the same images with Gaussian noise of
 //! the same stddev as the adversarial perturbation; panel (c): Gaussian noise of stddev 1 with the
 //! measured accuracy (paper: 51%).
-//!
-//! Drawing: a private minimal image-grid drawer (plotters bitmap + DejaVu Sans), since the shared
-//! `report::figures` / `report::fonts` modules were not in main when this was written.
 
 use crate::attack::{self, noise, AttackSettings};
 use crate::models::Classifier;
+use crate::report::grid::{image_grid, GridOptions, GridRow};
 use crate::{Error, Result};
-use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
-const CELL: u32 = 3; // screen pixels per image pixel
-const PAD: u32 = 4;
-const LABEL_W: u32 = 150;
-const TITLE_H: u32 = 28;
-
-fn font() -> Result<()> {
-    static ONCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let ok = *ONCE.get_or_init(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
-            .is_ok()
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Other(
-            "could not register the DejaVu Sans font".into(),
-        ))
-    }
-}
-
-/// Draws rows of grey-level images (each `[k, 1, H, W]` or `[k, H, W]`, values in [0, 1]) into a PNG:
-/// one labelled row per entry, `k` images per row, a title on top.
+/// Draws rows of grey-level images (each `[k, 1, H, W]`, values in [0, 1]) into a PNG with the report's
+/// one grid drawer: one labelled row per entry, a title on top.
 pub fn draw_grid(path: &Path, title: &str, rows: &[(String, Tensor)]) -> Result<()> {
-    font()?;
-    if rows.is_empty() {
-        return Err(Error::Invalid("a grid needs at least one row".into()));
-    }
-    let mut imgs = Vec::new();
-    for (_, t) in rows {
-        let s = t.size();
-        let (k, h, w) = match s.as_slice() {
-            [k, 1, h, w] | [k, h, w] => (*k, *h, *w),
-            _ => {
-                return Err(Error::Shape(format!(
-                    "grid rows must be [k, 1, H, W], got {s:?}"
-                )))
-            }
-        };
-        let v = Vec::<f32>::try_from(
-            &t.f_to_device(Device::Cpu)?
-                .f_to_kind(Kind::Float)?
-                .f_reshape([-1])?,
-        )?;
-        imgs.push((k as u32, h as u32, w as u32, v));
-    }
-    let (kmax, hmax, wmax) = imgs
+    let rows: Vec<GridRow> = rows
         .iter()
-        .fold((0, 0, 0), |a, i| (a.0.max(i.0), a.1.max(i.1), a.2.max(i.2)));
-    let width = LABEL_W + kmax * (wmax * CELL + PAD) + PAD;
-    let height = TITLE_H + rows.len() as u32 * (hmax * CELL + PAD) + PAD;
-    let tmp = path.with_extension("tmp.png");
-    {
-        let root = BitMapBackend::new(&tmp, (width, height)).into_drawing_area();
-        let e =
-            |e: DrawingAreaErrorKind<_>| Error::Other(format!("drawing {}: {e}", path.display()));
-        root.fill(&WHITE).map_err(e)?;
-        root.draw(&Text::new(
-            title.to_string(),
-            (PAD as i32, 6),
-            ("sans-serif", 16).into_font(),
-        ))
-        .map_err(e)?;
-        for (r, ((label, _), (k, h, w, v))) in rows.iter().zip(imgs.iter()).enumerate() {
-            let y0 = TITLE_H + r as u32 * (hmax * CELL + PAD);
-            root.draw(&Text::new(
-                label.clone(),
-                (PAD as i32, (y0 + hmax * CELL / 2) as i32 - 6),
-                ("sans-serif", 13).into_font(),
-            ))
-            .map_err(e)?;
-            for i in 0..*k {
-                let x0 = LABEL_W + i * (wmax * CELL + PAD);
-                for py in 0..*h {
-                    for px in 0..*w {
-                        let val = v[(i * h * w + py * w + px) as usize].clamp(0.0, 1.0);
-                        let g = (255.0 * (1.0 - val)).round() as u8; // MNIST ink is dark on white
-                        let (xa, ya) = ((x0 + px * CELL) as i32, (y0 + py * CELL) as i32);
-                        root.draw(&Rectangle::new(
-                            [(xa, ya), (xa + CELL as i32, ya + CELL as i32)],
-                            RGBColor(g, g, g).filled(),
-                        ))
-                        .map_err(e)?;
-                    }
-                }
-            }
-        }
-        root.present().map_err(e)?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        .map(|(label, t)| GridRow::new(label.clone(), (0..t.size()[0]).map(|i| t.get(i)).collect()))
+        .collect();
+    image_grid(
+        path,
+        &rows,
+        &GridOptions {
+            title: Some(title.to_string()),
+            scale: 3,
+            ..GridOptions::default()
+        },
+    )
 }
 
 /// Numbers behind one model's Fig 7 panel.

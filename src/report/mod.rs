@@ -2,7 +2,6 @@
 
 pub mod fig5;
 pub mod fig7;
-pub mod figures;
 pub mod fonts;
+pub mod grid;
 pub mod paper;
-pub mod tables;

@@ -1,11 +1,12 @@
-//! Figures drawn with plotters: generic image grids, one labelled row of images per line — the layout of
-//! the paper's Figs 1-4 (§3: top images per unit / random direction), reused for Fig 7 (MNIST adversarials
-//! vs noise) and the Fig 5 triplets (original, difference, adversarial).
+//! The one image-grid drawer (plotters): one labelled row of images per line — the layout of the paper's
+//! Figs 1-4 (§3: top images per unit / random direction), of Fig 7 (MNIST adversarials vs noise) and of the
+//! Fig 5 triplets (original, difference, adversarial).
 //!
 //! Images are tensors [C, H, W] (C = 1 grey or 3 RGB) with values in [0, 1] (clamped). Each image is
 //! scaled with nearest-neighbour sampling to fit a square cell, keeping its aspect ratio. Text uses the
 //! DejaVu Sans font embedded in the binary, so figures look the same on every machine. Output: PNG.
 
+use crate::report::fonts::ensure_fonts;
 use crate::{Error, Result};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -59,20 +60,6 @@ impl Default for GridOptions {
             font_size: 13,
         }
     }
-}
-
-/// Registers the embedded DejaVu Sans as plotters' `sans-serif` (once per process).
-/// A private copy; `crate::report::fonts::ensure_fonts` is the shared one.
-fn ensure_fonts() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            dejavu::sans::regular(),
-        );
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Bold, dejavu::sans::bold());
-    });
 }
 
 /// An image as 8-bit RGB, row-major: (width, height, bytes).

@@ -2,7 +2,8 @@
 //! engine overhead per iteration (everything but the objective) against the cost of one forward+backward
 //! of the paper's 784-100-100-10 sigmoid network on the same batch (what one attack evaluation costs).
 
-use super::lbfgsb::{minimize, BatchObjective, Bounds, IterInfo, LbfgsbSettings, Observer};
+use crate::bench::median;
+use crate::optim::{minimize, BatchObjective, Bounds, IterInfo, LbfgsbSettings, Observer};
 use crate::Result;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -49,14 +50,6 @@ impl Observer for Clock {
             .push((self.start.elapsed().as_secs_f64(), self.obj.get()));
         true
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 impl BatchObjective for TimedRosen {
@@ -144,8 +137,8 @@ pub fn bench_engine(
         .skip(history)
         .map(|w| (w[1].0 - w[0].0, w[1].1 - w[0].1))
         .collect();
-    let engine = median(steady.iter().map(|(t, o)| t - o).collect());
-    let objective = median(steady.iter().map(|(_, o)| *o).collect());
+    let engine = median(&steady.iter().map(|(t, o)| t - o).collect::<Vec<_>>());
+    let objective = median(&steady.iter().map(|(_, o)| *o).collect::<Vec<_>>());
     let its = sol.iterations.iter().copied().max().unwrap_or(0).max(1);
     let evals = sol.evaluations.iter().sum::<usize>() as f64 / b as f64;
     Ok(EngineBench {

@@ -1,18 +1,14 @@
 //! Speed benchmarks run side by side with their peers in one process tree (ratios, not absolute seconds:
 //! the machine is shared and noisy). Results are recorded by hand in docs/benchmarks.md.
 
+use crate::bench::median;
 use crate::config::ArchSpec;
-use crate::experiments::MnistData;
+use crate::data::MnistData;
 use crate::models::zoo::init_params;
 use crate::train::{decay_vector, Problem};
 use crate::{Error, Result};
 use std::path::Path;
 use std::time::Instant;
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 /// Forward+backward of N100-100-10 on the 60,000 training images: ours vs `scripts/bench_fwd_bwd.py`
 /// (plain PyTorch), alternating `rounds` times, `reps` timed repetitions each. Returns a text summary.
@@ -69,7 +65,7 @@ pub fn fwd_bwd(reps: usize, rounds: usize, python: &Path) -> Result<String> {
                 .filter_map(|s| s.as_f64()),
         );
     }
-    let (mo, mp) = (median(&mut ours), median(&mut peer));
+    let (mo, mp) = (median(&ours), median(&peer));
     Ok(format!(
         "fwd+bwd N100-100-10, 60000 images, {} libtorch threads: ours median {:.4} s, PyTorch median {:.4} s, ratio ours/PyTorch {:.3} ({} + {} samples)",
         tch::get_num_threads(),

@@ -1,6 +1,6 @@
-//! Tables as Markdown and CSV, written atomically.
+//! Tables as Markdown and CSV, written atomically: the one table writer of every result file and report.
 
-use crate::Result;
+use crate::{Error, Result};
 use std::path::Path;
 
 /// A table: a header and rows of cells (already formatted).
@@ -41,22 +41,21 @@ impl Table {
         s
     }
 
-    /// CSV text.
-    pub fn csv(&self) -> Result<String> {
+    /// CSV text (RFC 4180 quoting, as the `csv` crate writes it); `path` names the file in errors.
+    pub fn csv(&self, path: &Path) -> Result<String> {
+        let map = |e: &dyn std::fmt::Display| Error::format(path, format!("writing CSV: {e}"));
         let mut w = csv::Writer::from_writer(Vec::new());
-        let map = |e: csv::Error| crate::Error::Other(format!("csv: {e}"));
-        w.write_record(&self.header).map_err(map)?;
+        w.write_record(&self.header).map_err(|e| map(&e))?;
         for r in &self.rows {
-            w.write_record(r).map_err(map)?;
+            w.write_record(r).map_err(|e| map(&e))?;
         }
-        let bytes = w
-            .into_inner()
-            .map_err(|e| crate::Error::Other(format!("csv: {e}")))?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        let bytes = w.into_inner().map_err(|e| map(&e))?;
+        String::from_utf8(bytes).map_err(|e| map(&e))
     }
 
+    /// Writes the CSV text to `path` atomically.
     pub fn write_csv(&self, path: &Path) -> Result<()> {
-        crate::io::write_atomic(path, self.csv()?.as_bytes())
+        crate::io::write_atomic(path, self.csv(path)?.as_bytes())
     }
 }
 

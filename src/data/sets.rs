@@ -1,0 +1,59 @@
+//! The MNIST sets of the paper's experiments (§4.2) in one value: the 60,000 training and 10,000 test
+//! images, the seeded P1/P2 halves of Table 3, and the checksums that fingerprint them.
+
+use crate::data::mnist::{self, Mnist, Split};
+use crate::data::split::HalfSplit;
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// MNIST train and test sets plus the P1/P2 split, with the checksums that fingerprint them.
+pub struct MnistData {
+    pub train: Mnist,
+    pub test: Mnist,
+    pub split: HalfSplit,
+    pub checksums: Vec<(String, String)>,
+    pub dir: PathBuf,
+}
+
+impl MnistData {
+    pub fn load(dir: &Path, split_seed: u64) -> Result<Self> {
+        let checksums = mnist::verify_checksums(dir)?;
+        let train = mnist::load(dir, Split::Train)?;
+        let test = mnist::load(dir, Split::Test)?;
+        let split = HalfSplit::new(train.len() as usize, split_seed);
+        Ok(MnistData {
+            train,
+            test,
+            split,
+            checksums,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The examples of a named set: `train`, `test`, `p1`, `p2`.
+    pub fn set(&self, name: &str) -> Result<Mnist> {
+        Ok(match name {
+            "train" => Mnist {
+                images: self.train.images.shallow_clone(),
+                labels: self.train.labels.shallow_clone(),
+            },
+            "test" => Mnist {
+                images: self.test.images.shallow_clone(),
+                labels: self.test.labels.shallow_clone(),
+            },
+            "p1" => self.train.select(&Tensor::from_slice(&self.split.p1)),
+            "p2" => self.train.select(&Tensor::from_slice(&self.split.p2)),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown data set `{other}`: use train, test, p1 or p2"
+                )))
+            }
+        })
+    }
+
+    /// What identifies these sets in a stage fingerprint: the files' checksums and the split seed.
+    pub fn fingerprint_json(&self) -> serde_json::Value {
+        serde_json::json!({ "mnist": self.checksums, "split_seed": self.split.seed })
+    }
+}
