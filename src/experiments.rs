@@ -548,15 +548,7 @@ pub fn sanitize(s: &str) -> String {
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
     let base = if s.contains('/') { base } else { s.to_string() };
-    base.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.'".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    crate::results::folder_name(&base)
 }
 
 /// Writes `report.md` and `models.csv` for a run whose model stages are finished.

@@ -5,3 +5,27 @@
 pub mod table;
 
 pub use table::{pct, Table};
+
+/// A name made safe as one path component: ASCII letters, digits and `-_.'` are kept, anything else becomes
+/// `_` (so `M1'` stays `M1'` and `features.0` stays `features.0`). The one sanitiser of folder names.
+pub fn folder_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.'".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn folder_name_keeps_safe_characters() {
+        assert_eq!(super::folder_name("M1'"), "M1'");
+        assert_eq!(super::folder_name("features.0"), "features.0");
+        assert_eq!(super::folder_name("a/b c"), "a_b_c");
+    }
+}
