@@ -57,7 +57,7 @@ pub struct TransferStage {
     pub models: Vec<String>,
     /// Gaussian-noise rows, amplified rows, batch, clipping (`blindspot transfer --help`).
     #[serde(default)]
-    pub spec: crate::transfer::TransferSpec,
+    pub spec: crate::attack::transfer::TransferSpec,
 }
 
 /// The Fig 7 stage.
@@ -565,7 +565,7 @@ impl Experiment {
             }
             t.spec
                 .validate()
-                .map_err(|e| Error::config(file, format!("transfer[{i}]"), e))?;
+                .map_err(|e| Error::config(file, format!("transfer[{i}]"), e.to_string()))?;
         }
         let mut seen = std::collections::HashSet::new();
         for (i, m) in self.models.iter().enumerate() {

@@ -36,6 +36,8 @@ pub enum Error {
     Numeric(String),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Attack(#[from] crate::attack::AttackError),
     #[error("{0}")]
     Other(String),
 }

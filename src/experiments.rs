@@ -351,7 +351,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
         );
         let label = format!("attacks/{}", a.model);
         stage(&dir, &label, &fp, opts.force, &mut runlog, |d| {
-            crate::attack::run_stage(&model, &spec, d, device, &data.dir).map(|_| ())
+            crate::attack::run_mnist(&model, &spec, d, device, &data.dir).map(|_| ())
         })?;
     }
     if let Some(f) = &exp.fig7 {
@@ -378,9 +378,9 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
                         .iter()
                         .map(|m| m as &dyn crate::models::Classifier)
                         .collect();
-                    let shown = data.test.images.narrow(0, 0, f.images).to_device(device);
-                    let shown_labels = data.test.labels.narrow(0, 0, f.images).to_device(device);
-                    let r = crate::report::fig7::fig7(
+                    let shown = data.test.images.f_narrow(0, 0, f.images)?;
+                    let shown_labels = data.test.labels.f_narrow(0, 0, f.images)?;
+                    crate::attack::fig7::fig7(
                         &refs,
                         &shown,
                         &shown_labels,
@@ -390,7 +390,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
                         exp.seed,
                         &crate::attack::AttackSettings::default(),
                     )?;
-                    crate::io::write_json(&d.join("fig7.json"), &r)
+                    crate::report::fig7::draw(d)
                 },
             )?;
         }
@@ -464,9 +464,9 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
             opts.force,
             &mut runlog,
             |d| {
-                let sources: Vec<crate::transfer::Source> = rows
+                let sources: Vec<crate::attack::transfer::Source> = rows
                     .iter()
-                    .map(|a| crate::transfer::Source {
+                    .map(|a| crate::attack::transfer::Source {
                         name: a.model.clone(),
                         file: attack_dir(&run_dir, a).join("adversarial.safetensors"),
                     })
@@ -481,8 +481,9 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
                     .zip(&loaded)
                     .map(|(n, m)| (n.clone(), m.as_ref()))
                     .collect();
-                let table = crate::transfer::transfer(&sources, &cols, &t.spec, exp.seed)?;
-                crate::transfer::write(&table, d)
+                let table = crate::attack::transfer::transfer(&sources, &cols, &t.spec, exp.seed)?;
+                crate::results::transfer::write(&table, d)?;
+                crate::report::transfer::write(d).map(|_| ())
             },
         )?;
     }
@@ -866,14 +867,15 @@ fn transfer_section(exp: &Experiment, run_dir: &Path) -> String {
     let mut md = String::new();
     for t in &exp.transfer {
         let path = transfer_dir(run_dir, t).join("transfer.json");
-        let Ok(table) = crate::io::read_json::<crate::transfer::TransferTable>(&path) else {
+        let Ok(table) = crate::io::read_json::<crate::results::transfer::TransferTable>(&path)
+        else {
             continue;
         };
         md.push_str(&format!(
             "\n## Cross-model generalisation: {} (§4.2, Tables 2 and 4)\n\nError of each column's model on each row's examples, ours (the paper's in brackets where it has the cell). Adversarial rows: every verified adversarial of that model's attack stage; Gaussian rows: the first row's originals plus noise of that stddev, {}; amplified rows: each perturbation scaled to that distortion, clipped. Distortion: measured on the evaluated images.\n\n{}",
             t.name,
             if table.clip_noise { "clipped to [0, 1]" } else { "not clipped" },
-            crate::transfer::markdown(&table)
+            crate::report::transfer::markdown(&table)
         ));
     }
     md

@@ -10,7 +10,7 @@
 //! | "trained with L-BFGS until convergence"; the attack's box-constrained L-BFGS | [`optim`] (one batched L-BFGS-B engine) |
 //! | training with weight decay λ·Σw²/k | [`train`] |
 //! | §4.1 the attack, §4.2 Tables 1, 3 (distortions), Fig 7 | [`attack`] |
-//! | §4.2 cross-model generalisation, Tables 2 and 4 | [`transfer`] |
+//! | §4.2 cross-model generalisation, Tables 2 and 4 | [`attack::transfer`] |
 //! | §3 units vs random directions, Figs 1–4 | [`units`] |
 //! | §4.3 spectral analysis, Table 5 | [`spectral`] |
 //! | tables and figures beside the paper's values | [`report`] |
@@ -32,7 +32,6 @@ pub mod report;
 pub mod results;
 pub mod spectral;
 pub mod train;
-pub mod transfer;
 pub mod units;
 
 pub use error::{Error, Result};

@@ -5,11 +5,23 @@ use blindspot::models::zoo::ZooModel;
 use std::path::PathBuf;
 use tch::Device;
 
-/// `blindspot attack`'s arguments, parsed as the binary does.
-#[derive(clap::Parser)]
-struct Cli {
-    #[command(flatten)]
-    a: attack::AttackArgs,
+/// Runs the `blindspot` binary with `args`: (success, stdout, stderr).
+fn blindspot(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blindspot"))
+        .args(args)
+        .env("BLINDSPOT_NO_PROGRESS", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The `summary.json` of an attack's output folder.
+fn summary(out: &std::path::Path) -> attack::AttackSummary {
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
 }
 
 /// Manual run on a trained zoo model: BLINDSPOT_ATTACK_MODEL=<dir> BLINDSPOT_ATTACK_N=200
@@ -357,7 +369,7 @@ fn spec_rejects_unknown_fields() {
 fn fig7_draws_pngs_and_reports_numbers() {
     let fx = linear_fixture();
     let dir = tempfile::tempdir().unwrap();
-    let fig = blindspot::report::fig7::fig7(
+    let fig = blindspot::attack::fig7::fig7(
         &[&fx.model as &dyn Classifier],
         &fx.x.narrow(0, 0, 4),
         &fx.labels.narrow(0, 0, 4),
@@ -370,6 +382,9 @@ fn fig7_draws_pngs_and_reports_numbers() {
     .unwrap();
     assert_eq!(fig.panels[0].successes, 4);
     assert_eq!(fig.panels[0].adversarial_accuracy, 0.0);
+    // The numbers and images are saved; the report draws the grids from those files alone.
+    assert!(!fig.panels[0].png.exists());
+    blindspot::report::fig7::draw(dir.path()).unwrap();
     assert!(fig.panels[0].png.exists() && fig.panel_c_png.exists());
     assert!((0.0..=1.0).contains(&fig.panel_c_accuracy));
 }
@@ -390,7 +405,7 @@ fn fig7_manual() {
     let refs: Vec<&dyn Classifier> = models.iter().map(|m| m as &dyn Classifier).collect();
     let data =
         blindspot::data::MnistData::load(&blindspot::data::mnist::default_dir(), 2014).unwrap();
-    let fig = blindspot::report::fig7::fig7(
+    let fig = blindspot::attack::fig7::fig7(
         &refs,
         &data.test.images.narrow(0, 0, 10),
         &data.test.labels.narrow(0, 0, 10),
@@ -401,12 +416,12 @@ fn fig7_manual() {
         &AttackSettings::default(),
     )
     .unwrap();
+    blindspot::report::fig7::draw(&out).unwrap();
     println!("{}", serde_json::to_string_pretty(&fig).unwrap());
 }
 
 #[test]
-fn cli_args_parse_and_run_stage_attacks_mnist_end_to_end() {
-    use clap::Parser;
+fn cli_attacks_mnist_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     // A random linear softmax model on MNIST's shape, saved as a zoo model folder.
     let arch = Architecture {
@@ -426,7 +441,7 @@ fn cli_args_parse_and_run_stage_attacks_mnist_end_to_end() {
     let mdir = dir.path().join("model");
     model.save(&mdir).unwrap();
     let out = dir.path().join("out");
-    let cli = Cli::try_parse_from([
+    let (ok, stdout, stderr) = blindspot(&[
         "attack",
         "--model",
         mdir.to_str().unwrap(),
@@ -439,14 +454,15 @@ fn cli_args_parse_and_run_stage_attacks_mnist_end_to_end() {
         out.to_str().unwrap(),
         "--batch",
         "4",
-    ])
-    .unwrap();
-    let s = attack::run(&cli.a).unwrap();
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("success 100.00%"), "{stdout}");
+    let s = summary(&out);
     assert_eq!((s.examples, s.successes, s.targeted), (6, 6, false));
     assert!(out.join("adversarial.safetensors").exists() && out.join("summary.json").exists());
     assert!(out.join("chunks/chunk-00001.json").exists());
-    // --batch 0 and conflicting flags are refused.
-    let bad = Cli::try_parse_from([
+    // --batch 0 is refused with a message naming it; conflicting flags are a usage error (exit 2).
+    let (ok, _, stderr) = blindspot(&[
         "attack",
         "--model",
         mdir.to_str().unwrap(),
@@ -454,23 +470,23 @@ fn cli_args_parse_and_run_stage_attacks_mnist_end_to_end() {
         out.to_str().unwrap(),
         "--batch",
         "0",
-    ])
-    .unwrap();
-    assert!(attack::run(&bad.a)
-        .unwrap_err()
-        .to_string()
-        .contains("batch"));
-    assert!(Cli::try_parse_from([
-        "attack",
-        "--model",
-        "m",
-        "--out",
-        "o",
-        "--untargeted",
-        "--targets",
-        "t.txt",
-    ])
-    .is_err());
+    ]);
+    assert!(!ok && stderr.contains("batch"), "{stderr}");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_blindspot"))
+        .args([
+            "attack",
+            "--model",
+            "m",
+            "--out",
+            "o",
+            "--untargeted",
+            "--targets",
+            "t.txt",
+        ])
+        .output()
+        .unwrap()
+        .status;
+    assert_eq!(st.code(), Some(2));
 }
 
 /// The linear fixture model seen through inputs in [-1, 1] (x_model = (x + 1) / 2): another box.
@@ -538,11 +554,10 @@ fn other_bounds_are_respected_and_distortions_scale() {
 fn attack_torchscript_model_on_image_folder() {
     use blindspot::models::torchscript::TorchScriptClassifier;
     use blindspot::models::Classifier;
-    use clap::Parser;
     let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/units");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let cli = Cli::try_parse_from([
+    let (ok, _, stderr) = blindspot(&[
         "attack",
         "--model",
         fx.join("tiny_rgb.pt").to_str().unwrap(),
@@ -554,9 +569,9 @@ fn attack_torchscript_model_on_image_folder() {
         "4",
         "--out",
         out.to_str().unwrap(),
-    ])
-    .unwrap();
-    let s = attack::run(&cli.a).unwrap();
+    ]);
+    assert!(ok, "{stderr}");
+    let s = summary(&out);
     assert_eq!(s.examples, 6);
     assert!(s.successes >= 5, "{s:?}");
     assert_eq!(
@@ -595,7 +610,7 @@ fn attack_torchscript_model_on_image_folder() {
     }
     assert!(adv.min().double_value(&[]) >= 0.0 && adv.max().double_value(&[]) <= 1.0);
     // a corrupt image in the folder is an error naming it
-    let bad = Cli::try_parse_from([
+    let (ok, _, e) = blindspot(&[
         "attack",
         "--model",
         fx.join("tiny_rgb.pt").to_str().unwrap(),
@@ -603,12 +618,10 @@ fn attack_torchscript_model_on_image_folder() {
         fx.join("images_bad").to_str().unwrap(),
         "--out",
         dir.path().join("bad").to_str().unwrap(),
-    ])
-    .unwrap();
-    let e = attack::run(&bad.a).unwrap_err().to_string();
-    assert!(e.contains(".jpg"), "{e}");
+    ]);
+    assert!(!ok && e.contains(".jpg"), "{e}");
     // a TorchScript model on an MNIST split (the same path as zoo models)
-    let ts = Cli::try_parse_from([
+    let (ok, _, stderr) = blindspot(&[
         "attack",
         "--model",
         fx.join("tiny_conv.pt").to_str().unwrap(),
@@ -624,28 +637,36 @@ fn attack_torchscript_model_on_image_folder() {
         "0",
         "--out",
         dir.path().join("ts").to_str().unwrap(),
-    ])
-    .unwrap();
-    let s = attack::run(&ts.a).unwrap();
+    ]);
+    assert!(ok, "{stderr}");
+    let s = summary(&dir.path().join("ts"));
     assert_eq!((s.examples, s.model.as_str()), (4, "tiny_conv"));
     assert_eq!(
-        (s.settings.max_iter, s.settings.pgtol, s.settings.factr),
-        (7, 1e-6, 0.0),
+        (
+            s.settings["max_iter"].as_u64(),
+            s.settings["pgtol"].as_f64(),
+            s.settings["factr"].as_f64()
+        ),
+        (Some(7), Some(1e-6), Some(0.0)),
         "solver flags reach the solver settings"
     );
-    // --data with --indices is a usage error
-    assert!(Cli::try_parse_from([
-        "attack",
-        "--model",
-        "m.pt",
-        "--data",
-        "d",
-        "--indices",
-        "i.txt",
-        "--out",
-        "o"
-    ])
-    .is_err());
+    // --data with --indices is a usage error (exit 2)
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_blindspot"))
+        .args([
+            "attack",
+            "--model",
+            "m.pt",
+            "--data",
+            "d",
+            "--indices",
+            "i.txt",
+            "--out",
+            "o",
+        ])
+        .output()
+        .unwrap()
+        .status;
+    assert_eq!(st.code(), Some(2));
 }
 
 /// Fig 5's difference image: 10× the perturbation around mid-grey, clamped.

@@ -1,9 +1,9 @@
 //! Tables 2 and 4 (§4.2): the transfer table's cells against direct computation, amplification to an
 //! exact distortion, Gaussian rows, and bad input.
 
+use blindspot::attack::transfer::{transfer, RowKind, Source, TransferSpec};
 use blindspot::models::zoo::{presets, Layer, ZooModel};
 use blindspot::models::Classifier;
-use blindspot::transfer::{transfer, RowKind, Source, TransferSpec};
 use tch::{Device, Kind, Tensor};
 
 fn model(name: &str, seed: i64, hidden: &[i64]) -> ZooModel {

@@ -22,9 +22,11 @@
 //! - An example the model already gets "wrong" (classified as the target, or, untargeted, not as its
 //!   label) needs no perturbation: distortion 0, c = 0.
 
+use super::verify::adversarial_rows;
+use super::AttackError;
 use crate::models::Classifier;
-use crate::optim::lbfgsb::{minimize, BatchObjective, Bounds, LbfgsbSettings, Termination};
-use crate::{Error, Result};
+use crate::optim::{minimize, BatchObjective, Bounds, LbfgsbSettings, Solution, Termination};
+use crate::Result;
 use tch::{Device, Kind, Tensor};
 
 /// Settings of the c search and of each L-BFGS-B solve.
@@ -88,7 +90,9 @@ impl Default for AttackSettings {
 impl AttackSettings {
     /// Checks every field; names the first bad one.
     pub fn validate(&self) -> Result<()> {
-        let bad = |f: &str, why: &str| Err(Error::Invalid(format!("attack setting `{f}` {why}")));
+        let bad = |field: &'static str, why: &'static str| {
+            Err(AttackError::Setting { field, why }.into())
+        };
         if !(self.c_init > 0.0 && self.c_init.is_finite()) {
             return bad("c_init", "must be finite and > 0");
         }
@@ -182,7 +186,7 @@ impl BatchObjective for Objective<'_> {
         let loss = class_loss(&logits, &class, self.targeted)?; // [b]
         let grad = Tensor::f_run_backward(&[loss.f_sum(None::<Kind>)?], &[&xr], false, false)?
             .pop()
-            .ok_or_else(|| Error::Other("autograd returned no gradient".into()))?; // [b, n]
+            .ok_or(AttackError::NoGradient)?; // [b, n]
         let r = x.f_sub(&x0)?; // [b, n]
         let loss = loss.f_detach()?.f_to_kind(x.kind())?;
         let f = r
@@ -194,29 +198,280 @@ impl BatchObjective for Objective<'_> {
     }
 }
 
-/// Is each row adversarial? `logits` [b, K] → (adversarial [b], finite [b]) on the host.
-pub(crate) fn adversarial_rows(
-    logits: &Tensor,
-    class: &Tensor,
+/// The per-example state of the c search over a batch of B examples (host vectors [B]) and the three
+/// images it keeps per example on the device ([B, n]): the best adversarial so far and the solutions at
+/// the failing c_lo and the succeeding c_hi (warm starts).
+struct Search {
+    success: Vec<bool>,
+    best_c: Vec<f64>,
+    best_d2: Vec<f64>,
+    iterations: Vec<usize>,
+    evaluations: Vec<usize>,
+    solves: Vec<usize>,
+    reason: Vec<Option<String>>,
+    active: Vec<bool>,
+    /// 0 = no failing c known.
+    c_lo: Vec<f64>,
+    /// inf = no succeeding c known.
+    c_hi: Vec<f64>,
+    /// The c of the next solve.
+    c: Vec<f64>,
+    best: Tensor, // [B, n]
+    x_lo: Tensor, // [B, n]: solution at c_lo (start: the original)
+    x_hi: Tensor, // [B, n]: solution at c_hi
+}
+
+/// Where solve k of a round (example i) goes: the best adversarial, the c_hi or c_lo solution.
+#[derive(Default)]
+struct Moves {
+    to_best: Vec<(i64, i64)>,
+    to_hi: Vec<(i64, i64)>,
+    to_lo: Vec<(i64, i64)>,
+}
+
+impl Search {
+    fn new(b: usize, x0: &Tensor, c_init: f64) -> Result<Self> {
+        Ok(Search {
+            success: vec![false; b],
+            best_c: vec![f64::NAN; b],
+            best_d2: vec![f64::INFINITY; b],
+            iterations: vec![0; b],
+            evaluations: vec![0; b],
+            solves: vec![0; b],
+            reason: vec![None; b],
+            active: vec![true; b],
+            c_lo: vec![0.0; b],
+            c_hi: vec![f64::INFINITY; b],
+            c: vec![c_init; b],
+            best: x0.f_detach_copy()?,
+            x_lo: x0.f_detach_copy()?,
+            x_hi: x0.f_detach_copy()?,
+        })
+    }
+
+    /// Examples already adversarial (distortion 0, c = 0) or whose model output is not finite on the
+    /// clean input are decided before any solve. `logits` [B, K] of the originals.
+    fn decide_clean(&mut self, logits: &Tensor, class: &Tensor, targeted: bool) -> Result<()> {
+        let (adv, finite) = adversarial_rows(logits, class, targeted)?;
+        for i in 0..self.active.len() {
+            if !finite[i] {
+                self.active[i] = false;
+                self.reason[i] = Some("model output is not finite on the original image".into());
+            } else if adv[i] {
+                self.active[i] = false;
+                self.success[i] = true;
+                self.best_c[i] = 0.0;
+                self.best_d2[i] = 0.0;
+            }
+        }
+        Ok(())
+    }
+
+    /// The start of each active example's solve: the original image, or the solution of the nearest (in
+    /// log c) solved c. `rows` [a] (device), result [a, n].
+    fn start_points(
+        &self,
+        act: &[usize],
+        rows: &Tensor,
+        x0: &Tensor,
+        warm: WarmStart,
+    ) -> Result<Tensor> {
+        if warm == WarmStart::Original {
+            return Ok(x0.f_index_select(0, rows)?);
+        }
+        let use_hi: Vec<bool> = act
+            .iter()
+            .map(|&i| {
+                if warm != WarmStart::Nearest || self.c_hi[i].is_infinite() {
+                    false
+                } else if self.c_lo[i] == 0.0 {
+                    true
+                } else {
+                    (self.c[i].ln() - self.c_lo[i].ln()).abs()
+                        >= (self.c_hi[i].ln() - self.c[i].ln()).abs()
+                }
+            })
+            .collect();
+        let mask = Tensor::f_from_slice(&use_hi)?
+            .f_to_device(rows.device())?
+            .f_unsqueeze(1)?; // [a, 1]
+        Ok(self
+            .x_hi
+            .f_index_select(0, rows)?
+            .f_where_self(&mask, &self.x_lo.f_index_select(0, rows)?)?)
+    }
+
+    /// Records solve k (example i) of a round and picks the example's next c: bracket by
+    /// `bracket_factor` until a failing and a succeeding c are known, then bisect geometrically.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        (k, i): (usize, usize),
+        sol: &Solution,
+        adv: bool,
+        finite: bool,
+        d2: f64,
+        set: &AttackSettings,
+        moves: &mut Moves,
+    ) {
+        self.iterations[i] += sol.iterations[k];
+        self.evaluations[i] += sol.evaluations[k];
+        self.solves[i] += 1;
+        if !finite || sol.termination[k] == Termination::NonFinite {
+            if !self.success[i] {
+                self.reason[i] = Some(format!(
+                    "model output not finite during the search (c = {:e})",
+                    self.c[i]
+                ));
+            }
+            self.active[i] = false;
+            return;
+        }
+        let pair = (k as i64, i as i64);
+        if adv {
+            if d2 < self.best_d2[i] {
+                self.best_d2[i] = d2;
+                self.best_c[i] = self.c[i];
+                self.success[i] = true;
+                moves.to_best.push(pair);
+            }
+            self.c_hi[i] = self.c[i];
+            moves.to_hi.push(pair);
+        } else {
+            self.c_lo[i] = self.c_lo[i].max(self.c[i]);
+            moves.to_lo.push(pair);
+        }
+        self.next_c(i, set);
+    }
+
+    /// The next c of example i (or its end).
+    fn next_c(&mut self, i: usize, set: &AttackSettings) {
+        if self.c_hi[i].is_infinite() {
+            self.c[i] *= set.bracket_factor;
+            if self.c[i] > set.c_max {
+                self.active[i] = false;
+                self.reason[i] = Some(format!(
+                    "no adversarial found for c <= c_max = {:e}",
+                    set.c_max
+                ));
+            }
+        } else if self.c_lo[i] == 0.0 {
+            self.c[i] /= set.bracket_factor;
+            if self.c[i] < set.c_min {
+                self.active[i] = false;
+            }
+        } else if self.c_hi[i] / self.c_lo[i] <= 1.0 + set.c_rel_tol {
+            self.active[i] = false;
+        } else {
+            self.c[i] = (self.c_lo[i] * self.c_hi[i]).sqrt();
+        }
+    }
+
+    /// Copies the round's solutions `xs` [a, n] into the kept images.
+    fn apply(&self, moves: &Moves, xs: &Tensor) -> Result<()> {
+        for (dst, pairs) in [
+            (&self.best, &moves.to_best),
+            (&self.x_hi, &moves.to_hi),
+            (&self.x_lo, &moves.to_lo),
+        ] {
+            if pairs.is_empty() {
+                continue;
+            }
+            let src: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+            let to: Vec<i64> = pairs.iter().map(|p| p.1).collect();
+            let src = Tensor::f_from_slice(&src)?.f_to_device(xs.device())?;
+            let to = Tensor::f_from_slice(&to)?.f_to_device(xs.device())?;
+            let mut d = dst.shallow_clone();
+            let _ = d.f_index_copy_(0, &to, &xs.f_index_select(0, &src)?)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, full_shape: &[i64]) -> Result<BatchOutcome> {
+        for i in 0..self.success.len() {
+            if !self.success[i] && self.reason[i].is_none() {
+                self.reason[i] = Some(format!(
+                    "no adversarial found within {} solves (c up to {:e})",
+                    self.solves[i], self.c[i]
+                ));
+            }
+        }
+        Ok(BatchOutcome {
+            adversarial: self.best.f_view(full_shape)?,
+            success: self.success,
+            c: self.best_c,
+            iterations: self.iterations,
+            evaluations: self.evaluations,
+            solves: self.solves,
+            reason: self.reason,
+        })
+    }
+}
+
+/// The batch of one attack, on the model's device: originals `x0` [B, n] f32 and the class each loss
+/// aims at (target, or label when untargeted) [B] i64.
+struct Problem<'a> {
+    model: &'a dyn Classifier,
+    x0: Tensor,
+    class: Tensor,
     targeted: bool,
-) -> Result<(Vec<bool>, Vec<bool>)> {
-    let finite = logits
-        .f_isfinite()?
-        .f_all_dim(-1, false)?
-        .f_to_device(Device::Cpu)?; // [b]
-    let pred = logits.f_argmax(-1, false)?; // [b]
-    let hit = pred.f_eq_tensor(class)?;
-    let adv = if targeted { hit } else { hit.f_logical_not()? };
-    let adv = adv.f_logical_and(&finite.f_to_device(adv.device())?)?;
-    let to_bools = |t: &Tensor| -> Result<Vec<bool>> {
-        Ok(
-            Vec::<i64>::try_from(&t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Int64)?)?
-                .into_iter()
-                .map(|v| v != 0)
-                .collect(),
-        )
-    };
-    Ok((to_bools(&adv)?, to_bools(&finite)?))
+    /// One example's shape, batch dimension excluded.
+    shape: Vec<i64>,
+}
+
+impl Problem<'_> {
+    /// `t` [rows, n] viewed as model inputs [rows, ..shape].
+    fn view(&self, t: &Tensor, rows: i64) -> Result<Tensor> {
+        let mut s = vec![rows];
+        s.extend_from_slice(&self.shape);
+        Ok(t.f_view(s.as_slice())?)
+    }
+
+    /// One round: one L-BFGS-B solve per active example at its current c, recorded in `search`.
+    fn round(&self, search: &mut Search, set: &AttackSettings, bounds: &Bounds) -> Result<()> {
+        let dev = self.model.device();
+        let act: Vec<usize> = (0..search.active.len())
+            .filter(|&i| search.active[i])
+            .collect();
+        let a = act.len() as i64;
+        let act_i: Vec<i64> = act.iter().map(|&i| i as i64).collect();
+        let rows = Tensor::f_from_slice(&act_i)?.f_to_device(dev)?; // [a]
+        let start = search.start_points(&act, &rows, &self.x0, set.warm_start)?; // [a, n]
+        let c_t = Tensor::f_from_slice(&search.c)?
+            .f_to_device(dev)?
+            .f_to_kind(Kind::Float)?; // [B]
+        let mut obj = Objective {
+            model: self.model,
+            shape: self.shape.clone(),
+            x0: self.x0.shallow_clone(),
+            c: c_t,
+            class: self.class.shallow_clone(),
+            rows: rows.shallow_clone(),
+            targeted: self.targeted,
+        };
+        let sol = minimize(&mut obj, &start, bounds, &set.lbfgsb()?, None)?;
+        let xs = sol.x.f_detach()?; // [a, n]
+        let (adv, finite) = {
+            let _g = tch::no_grad_guard();
+            let logits = self.model.logits(&self.view(&xs, a)?)?;
+            adversarial_rows(
+                &logits,
+                &self.class.f_index_select(0, &rows)?,
+                self.targeted,
+            )?
+        };
+        let d2 = Vec::<f64>::try_from(
+            &xs.f_sub(&self.x0.f_index_select(0, &rows)?)?
+                .f_square()?
+                .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Double)?
+                .f_to_device(Device::Cpu)?,
+        )?; // [a]
+        let mut moves = Moves::default();
+        for (k, &i) in act.iter().enumerate() {
+            search.record((k, i), &sol, adv[k], finite[k], d2[k], set, &mut moves);
+        }
+        search.apply(&moves, &xs)
+    }
 }
 
 /// Attack one batch. `x` [B, ..input_shape] inside the model's bounds, `labels` [B] i64, `targets`
@@ -232,206 +487,43 @@ pub fn attack_batch(
     crate::models::classifier::check_input(model, x)?;
     let dev = model.device();
     let bsz = x.size()[0];
-    let b = bsz as usize;
     if labels.size() != [bsz] || targets.is_some_and(|t| t.size() != [bsz]) {
-        return Err(Error::Shape(format!(
-            "labels/targets must be [{bsz}], got {:?} / {:?}",
-            labels.size(),
-            targets.map(|t| t.size())
-        )));
+        return Err(AttackError::LabelShape {
+            batch: bsz,
+            labels: labels.size(),
+            targets: targets.map(|t| t.size()),
+        }
+        .into());
     }
     let full_shape = x.size();
     let n: i64 = full_shape[1..].iter().product();
-    let x0 = x
-        .f_to_device(dev)?
-        .f_to_kind(Kind::Float)?
-        .f_reshape([bsz, n])?
-        .f_contiguous()?; // [B, n]
-    let targeted = targets.is_some();
-    let class = match targets {
-        Some(t) => t,
-        None => labels,
-    }
-    .f_to_device(dev)?
-    .f_to_kind(Kind::Int64)?; // [B]
-    let (lo_b, hi_b) = model.input_bounds();
-    let shape: Vec<i64> = full_shape[1..].to_vec();
-    let view = |t: &Tensor, rows: i64| -> Result<Tensor> {
-        let mut s = vec![rows];
-        s.extend_from_slice(&shape);
-        Ok(t.f_view(s.as_slice())?)
+    let problem = Problem {
+        model,
+        x0: x
+            .f_to_device(dev)?
+            .f_to_kind(Kind::Float)?
+            .f_reshape([bsz, n])?
+            .f_contiguous()?, // [B, n]
+        class: targets
+            .unwrap_or(labels)
+            .f_to_device(dev)?
+            .f_to_kind(Kind::Int64)?, // [B]
+        targeted: targets.is_some(),
+        shape: full_shape[1..].to_vec(),
     };
-
-    let mut success = vec![false; b];
-    let mut best_c = vec![f64::NAN; b];
-    let mut best_d2 = vec![f64::INFINITY; b];
-    let mut iterations = vec![0usize; b];
-    let mut evaluations = vec![0usize; b];
-    let mut solves = vec![0usize; b];
-    let mut reason: Vec<Option<String>> = vec![None; b];
-    let mut active = vec![true; b];
-
-    // Already adversarial (or a model that is not finite on the clean input)?
+    let mut search = Search::new(bsz as usize, &problem.x0, set.c_init)?;
     {
         let _g = tch::no_grad_guard();
-        let logits = model.logits(&view(&x0, bsz)?)?;
-        let (adv, finite) = adversarial_rows(&logits, &class, targeted)?;
-        for i in 0..b {
-            if !finite[i] {
-                active[i] = false;
-                reason[i] = Some("model output is not finite on the original image".into());
-            } else if adv[i] {
-                active[i] = false;
-                success[i] = true;
-                best_c[i] = 0.0;
-                best_d2[i] = 0.0;
-            }
-        }
+        let logits = model.logits(&problem.view(&problem.x0, bsz)?)?;
+        search.decide_clean(&logits, &problem.class, problem.targeted)?;
     }
-
-    let best = x0.f_detach_copy()?; // [B, n]
-    let x_lo = x0.f_detach_copy()?; // [B, n]: solution at c_lo (start: the original)
-    let x_hi = x0.f_detach_copy()?; // [B, n]: solution at c_hi
-    let mut c_lo = vec![0.0f64; b]; // 0 = no failing c known
-    let mut c_hi = vec![f64::INFINITY; b]; // inf = no succeeding c known
-    let mut c = vec![set.c_init; b];
-    let lb = set.lbfgsb()?;
-    let bounds = Bounds::Scalar {
-        lower: lo_b,
-        upper: hi_b,
-    };
-
+    let (lower, upper) = model.input_bounds();
+    let bounds = Bounds::Scalar { lower, upper };
     for _round in 0..set.max_solves {
-        let act: Vec<usize> = (0..b).filter(|&i| active[i]).collect();
-        if act.is_empty() {
+        if !search.active.iter().any(|&a| a) {
             break;
         }
-        let a = act.len() as i64;
-        let act_i: Vec<i64> = act.iter().map(|&i| i as i64).collect();
-        let rows = Tensor::f_from_slice(&act_i)?.f_to_device(dev)?; // [a]
-                                                                    // Warm start from the nearest solved c (in log c).
-        let use_hi: Vec<bool> = act
-            .iter()
-            .map(|&i| {
-                if set.warm_start != WarmStart::Nearest || c_hi[i].is_infinite() {
-                    false
-                } else if c_lo[i] == 0.0 {
-                    true
-                } else {
-                    (c[i].ln() - c_lo[i].ln()).abs() >= (c_hi[i].ln() - c[i].ln()).abs()
-                }
-            })
-            .collect();
-        let mask = Tensor::f_from_slice(&use_hi)?
-            .f_to_device(dev)?
-            .f_unsqueeze(1)?; // [a, 1]
-        let start = if set.warm_start == WarmStart::Original {
-            x0.f_index_select(0, &rows)?
-        } else {
-            x_hi.f_index_select(0, &rows)?
-                .f_where_self(&mask, &x_lo.f_index_select(0, &rows)?)?
-        }; // [a, n]
-        let c_t = Tensor::f_from_slice(&c)?
-            .f_to_device(dev)?
-            .f_to_kind(Kind::Float)?; // [B]
-        let mut obj = Objective {
-            model,
-            shape: shape.clone(),
-            x0: x0.shallow_clone(),
-            c: c_t,
-            class: class.shallow_clone(),
-            rows: rows.shallow_clone(),
-            targeted,
-        };
-        let sol = minimize(&mut obj, &start, &bounds, &lb, None)?;
-        let xs = sol.x.f_detach()?; // [a, n]
-        let (adv, finite) = {
-            let _g = tch::no_grad_guard();
-            let logits = model.logits(&view(&xs, a)?)?;
-            adversarial_rows(&logits, &class.f_index_select(0, &rows)?, targeted)?
-        };
-        let d2 = Vec::<f64>::try_from(
-            &xs.f_sub(&x0.f_index_select(0, &rows)?)?
-                .f_square()?
-                .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Double)?
-                .f_to_device(Device::Cpu)?,
-        )?; // [a]
-        let (mut to_best, mut to_hi, mut to_lo) = (Vec::new(), Vec::new(), Vec::new());
-        for (k, &i) in act.iter().enumerate() {
-            iterations[i] += sol.iterations[k];
-            evaluations[i] += sol.evaluations[k];
-            solves[i] += 1;
-            if !finite[k] || sol.termination[k] == Termination::NonFinite {
-                if !success[i] {
-                    reason[i] = Some(format!(
-                        "model output not finite during the search (c = {:e})",
-                        c[i]
-                    ));
-                }
-                active[i] = false;
-                continue;
-            }
-            if adv[k] {
-                if d2[k] < best_d2[i] {
-                    best_d2[i] = d2[k];
-                    best_c[i] = c[i];
-                    success[i] = true;
-                    to_best.push((k as i64, i as i64));
-                }
-                c_hi[i] = c[i];
-                to_hi.push((k as i64, i as i64));
-            } else {
-                c_lo[i] = c_lo[i].max(c[i]);
-                to_lo.push((k as i64, i as i64));
-            }
-            // Next c.
-            if c_hi[i].is_infinite() {
-                c[i] *= set.bracket_factor;
-                if c[i] > set.c_max {
-                    active[i] = false;
-                    reason[i] = Some(format!(
-                        "no adversarial found for c <= c_max = {:e}",
-                        set.c_max
-                    ));
-                }
-            } else if c_lo[i] == 0.0 {
-                c[i] /= set.bracket_factor;
-                if c[i] < set.c_min {
-                    active[i] = false;
-                }
-            } else if c_hi[i] / c_lo[i] <= 1.0 + set.c_rel_tol {
-                active[i] = false;
-            } else {
-                c[i] = (c_lo[i] * c_hi[i]).sqrt();
-            }
-        }
-        for (dst, pairs) in [(&best, &to_best), (&x_hi, &to_hi), (&x_lo, &to_lo)] {
-            if pairs.is_empty() {
-                continue;
-            }
-            let src: Vec<i64> = pairs.iter().map(|p| p.0).collect();
-            let to: Vec<i64> = pairs.iter().map(|p| p.1).collect();
-            let src = Tensor::f_from_slice(&src)?.f_to_device(dev)?;
-            let to = Tensor::f_from_slice(&to)?.f_to_device(dev)?;
-            let mut d = dst.shallow_clone();
-            let _ = d.f_index_copy_(0, &to, &xs.f_index_select(0, &src)?)?;
-        }
+        problem.round(&mut search, set, &bounds)?;
     }
-    for i in 0..b {
-        if !success[i] && reason[i].is_none() {
-            reason[i] = Some(format!(
-                "no adversarial found within {} solves (c up to {:e})",
-                solves[i], c[i]
-            ));
-        }
-    }
-    Ok(BatchOutcome {
-        adversarial: best.f_view(full_shape.as_slice())?,
-        success,
-        c: best_c,
-        iterations,
-        evaluations,
-        solves,
-        reason,
-    })
+    search.finish(&full_shape)
 }

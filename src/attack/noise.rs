@@ -14,9 +14,7 @@ pub fn gaussian_noise(
     bounds: (f64, f64),
 ) -> Result<Tensor> {
     if !(stddev >= 0.0 && stddev.is_finite()) {
-        return Err(crate::Error::Invalid(format!(
-            "noise stddev must be finite and >= 0, got {stddev}"
-        )));
+        return Err(super::AttackError::NoiseStddev(stddev).into());
     }
     tch::manual_seed(seed as i64);
     let x = images.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?;

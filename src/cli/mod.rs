@@ -9,6 +9,9 @@ use blindspot::data::MnistData;
 use blindspot::experiments::{self, RunOptions};
 use blindspot::models::zoo::ZooModel;
 use clap::{Parser, Subcommand};
+
+mod attack;
+mod transfer;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -87,14 +90,14 @@ enum Cmd {
     /// The paper's attack (§4.1): box-constrained L-BFGS on c·‖r‖ + loss(x + r, target) with a per-example
     /// search over c, batched; every adversarial re-verified. Writes adversarial.safetensors, a CSV row per
     /// example and summary.json.
-    Attack(blindspot::attack::AttackArgs),
+    Attack(attack::AttackArgs),
     /// Spectral analysis (paper §4.3, Table 5): exact lower and upper frame bounds of every linear layer of a
     /// zoo model or a TorchScript conv net (AlexNet layout needs no spec), pooling factors, the product
     /// bound and an empirical Lipschitz ratio.
     Spectral(blindspot::spectral::SpectralArgs),
     /// Cross-model generalisation (paper §4.2, Tables 2 and 4): the error of several models on the
     /// adversarials made for each of them (attack output folders), plus Gaussian-noise and amplified rows.
-    Transfer(blindspot::transfer::TransferArgs),
+    Transfer(transfer::TransferArgs),
     /// Benchmarks (results go to docs/benchmarks.md by hand, with machine and date).
     Bench {
         #[command(subcommand)]
@@ -234,25 +237,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 println!("{}", s.conclusion);
             }
         }
-        Cmd::Transfer(a) => {
-            let t = blindspot::transfer::run(&a)?;
-            println!("{}", blindspot::transfer::markdown(&t));
-            println!("-> {}", a.out.display());
-        }
-        Cmd::Attack(a) => {
-            let s = blindspot::attack::run(&a)?;
-            println!(
-                "{} on {} ({} examples): success {:.2}%, mean distortion {:.4}, {:.0} evaluations/image, {:.1} images/s -> {}",
-                s.model,
-                s.split,
-                s.examples,
-                100.0 * s.success_rate,
-                s.mean_distortion,
-                s.evaluations_per_image,
-                s.images_per_second,
-                a.out.display()
-            );
-        }
+        Cmd::Transfer(a) => transfer::run(&a)?,
+        Cmd::Attack(a) => attack::run(&a)?,
         Cmd::Spectral(a) => {
             let r = blindspot::spectral::run(&a)?;
             println!(

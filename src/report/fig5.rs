@@ -30,14 +30,14 @@ pub struct Fig5 {
 
 /// Draws the first `count` successful examples of an attack's `adversarial.safetensors` as triplets.
 pub fn fig5(adversarial_file: &Path, png: &Path, count: usize) -> Result<Fig5> {
-    let ex = crate::attack::read_adversarials(adversarial_file)?;
+    let ex = crate::results::attack::read_adversarials(adversarial_file)?;
     let m = ex.labels.size()[0].min(count as i64);
     let (x, adv) = (
         ex.original.f_narrow(0, 0, m)?,
         ex.adversarial.f_narrow(0, 0, m)?,
     ); // [m, C, H, W]
     let diff = difference_image(&x, &adv)?;
-    let d = crate::attack::distortions(&adv, &x)?
+    let d = crate::results::attack::distortions(&adv, &x)?
         .f_mean(Kind::Double)?
         .f_double_value(&[])?;
     let split = |t: &Tensor| (0..m).map(|i| t.get(i)).collect::<Vec<_>>();

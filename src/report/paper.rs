@@ -69,7 +69,7 @@ pub fn target(name: &str) -> Option<(&'static str, TargetCheck)> {
 
 /// Table 2 (training-set adversarials of the Table 1 models) and Table 4 (test-set adversarials of M1,
 /// M1′, M2): the paper's error of model `model` on the examples of row `row` (keys of
-/// [`crate::transfer::Row::key`]: a model name, `gaussian σ`, or `<model> amplified <distortion>`).
+/// [`crate::results::transfer::Row::key`]: a model name, `gaussian σ`, or `<model> amplified <distortion>`).
 pub fn paper_transfer(row: &str, model: &str) -> Option<f64> {
     const T2_COLS: [&str; 6] = [
         "softmax1",

@@ -2,7 +2,10 @@
 //! Markdown, adversarial sets, summaries, done-markers). Every module may use it; it imports no analysis
 //! module (attack, units, spectral, train, experiments, report), so the report can be drawn from files alone.
 
+pub mod attack;
+pub mod fig7;
 pub mod table;
+pub mod transfer;
 
 pub use table::{pct, Table};
 

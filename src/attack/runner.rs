@@ -1,0 +1,364 @@
+//! A data set attacked in resumable chunks (§4.2: Table 1's "av. min. distortion" over all 60,000
+//! training images): examples and targets are resolved and checked before any work, each chunk of
+//! `spec.batch` examples is attacked ([`super::attack_batch`]), verified ([`super::verify`]) and saved in
+//! `chunks/`, so an interrupted run resumes from its finished chunks; the final outputs are the files of
+//! [`crate::results::attack`].
+
+use super::{attack_batch, random_targets, verify, AttackError, AttackSpec};
+use crate::data::MnistData;
+use crate::models::Classifier;
+use crate::results::attack::{self as files, AdversarialSet, AttackSummary, ExampleResult};
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Runs an attack stage on an MNIST split: loads the model and data, attacks, writes the outputs to
+/// `out_dir`.
+pub fn run_mnist(
+    model_path: &Path,
+    spec: &AttackSpec,
+    out_dir: &Path,
+    device: Device,
+    mnist_dir: &Path,
+) -> Result<AttackSummary> {
+    spec.validate()?;
+    let model = crate::models::torchscript::load_classifier(model_path, device)?;
+    let data = MnistData::load(mnist_dir, spec.split_seed)?;
+    let set = data.set(&spec.split)?;
+    attack_dataset(model.as_ref(), &set.images, &set.labels, spec, out_dir)
+}
+
+/// The examples of a dataset attack, resolved and checked: positions in the set, their labels and
+/// targets (None = untargeted).
+struct Plan {
+    idx: Vec<i64>,
+    labels: Vec<i64>,
+    targets: Option<Vec<i64>>,
+}
+
+/// Which examples: `spec.indices`, else the first `spec.first`, else all `total`.
+fn select_examples(spec: &AttackSpec, total: i64) -> Result<Vec<i64>> {
+    let idx: Vec<i64> = match (&spec.indices, spec.first) {
+        (Some(v), _) => {
+            if let Some((i, &bad)) = v.iter().enumerate().find(|(_, &j)| j < 0 || j >= total) {
+                return Err(AttackError::IndexOutOfRange {
+                    index: bad,
+                    entry: i + 1,
+                    split: spec.split.clone(),
+                    len: total,
+                }
+                .into());
+            }
+            v.clone()
+        }
+        (None, Some(f)) => {
+            if f as i64 > total {
+                return Err(AttackError::FirstTooLarge {
+                    first: f,
+                    split: spec.split.clone(),
+                    len: total,
+                }
+                .into());
+            }
+            (0..f as i64).collect()
+        }
+        (None, None) => (0..total).collect(),
+    };
+    if idx.is_empty() {
+        return Err(AttackError::Empty.into());
+    }
+    Ok(idx)
+}
+
+/// The targets of the attacked examples: none (untargeted), `spec.targets` checked, or random ≠ label.
+fn resolve_targets(
+    spec: &AttackSpec,
+    idx: &[i64],
+    lab: &[i64],
+    k: i64,
+) -> Result<Option<Vec<i64>>> {
+    if !spec.targeted {
+        if spec.targets.is_some() {
+            return Err(AttackError::TargetsWhenUntargeted.into());
+        }
+        return Ok(None);
+    }
+    let Some(t) = &spec.targets else {
+        return Ok(Some(random_targets(lab, k, spec.seed)));
+    };
+    if t.len() != idx.len() {
+        return Err(AttackError::TargetCount {
+            given: t.len(),
+            examples: idx.len(),
+        }
+        .into());
+    }
+    for (i, (&tg, &l)) in t.iter().zip(lab.iter()).enumerate() {
+        if tg < 0 || tg >= k {
+            return Err(AttackError::TargetOutOfRange {
+                target: tg,
+                entry: i + 1,
+                classes: k,
+            }
+            .into());
+        }
+        if tg == l {
+            return Err(AttackError::TargetIsLabel {
+                target: tg,
+                entry: i + 1,
+                example: idx[i],
+            }
+            .into());
+        }
+    }
+    Ok(Some(t.clone()))
+}
+
+/// Resolves and checks everything about the examples before any work starts.
+fn plan(
+    model: &dyn Classifier,
+    images: &Tensor,
+    labels: &Tensor,
+    spec: &AttackSpec,
+) -> Result<Plan> {
+    spec.validate()?;
+    crate::models::classifier::check_input(model, images)?;
+    let k = model.num_classes();
+    let idx = select_examples(spec, images.size()[0])?;
+    let idx_t = Tensor::f_from_slice(&idx)?;
+    let lab: Vec<i64> = Vec::try_from(&labels.f_index_select(0, &idx_t)?.f_to_kind(Kind::Int64)?)?;
+    if let Some(&bad) = lab.iter().find(|&&l| l < 0 || l >= k) {
+        return Err(AttackError::LabelOutOfRange {
+            label: bad,
+            classes: k,
+        }
+        .into());
+    }
+    let targets = resolve_targets(spec, &idx, &lab, k)?;
+    // Images must be inside the box.
+    let (lo, hi) = model.input_bounds();
+    let sel = images.f_index_select(0, &idx_t)?;
+    let bad = sel
+        .f_lt(lo)?
+        .f_logical_or(&sel.f_gt(hi)?)?
+        .f_logical_or(&sel.f_isnan()?)?;
+    if i64::try_from(bad.f_any()?)? != 0 {
+        return Err(AttackError::OutsideBox { lo, hi }.into());
+    }
+    Ok(Plan {
+        idx,
+        labels: lab,
+        targets,
+    })
+}
+
+/// Writes `attack.manifest.json`, or checks that an existing output folder holds the same run.
+fn check_manifest(
+    model: &dyn Classifier,
+    spec: &AttackSpec,
+    plan: &Plan,
+    out_dir: &Path,
+) -> Result<()> {
+    let manifest = serde_json::json!({
+        "model": model.name(),
+        "weights": model.fingerprint()?,
+        "split": spec.split,
+        "indices": crate::fingerprint::of_json(&serde_json::json!(plan.idx)),
+        "targets": crate::fingerprint::of_json(&serde_json::json!(plan.targets)),
+        "batch": spec.batch,
+        "settings": spec.settings,
+    });
+    let mpath = out_dir.join("attack.manifest.json");
+    if mpath.exists() {
+        let old: serde_json::Value = crate::io::read_json(&mpath)?;
+        if old != manifest {
+            return Err(AttackError::OtherRun {
+                dir: out_dir.to_path_buf(),
+            }
+            .into());
+        }
+        return Ok(());
+    }
+    crate::io::write_json(&mpath, &manifest)
+}
+
+/// The files of chunk `ci`: its adversarials and its rows.
+fn chunk_files(out_dir: &Path, ci: i64) -> (PathBuf, PathBuf) {
+    let stem = out_dir.join("chunks").join(format!("chunk-{ci:05}"));
+    (
+        stem.with_extension("safetensors"),
+        stem.with_extension("json"),
+    )
+}
+
+/// Reads a finished chunk of `len` examples.
+fn load_chunk(st: &Path, js: &Path, len: i64) -> Result<(Tensor, Vec<ExampleResult>)> {
+    let res: Vec<ExampleResult> = crate::io::read_json(js)?;
+    let adv = crate::io::read_safetensors(st)?
+        .into_iter()
+        .find(|(k, _)| k == "adversarial")
+        .map(|(_, t)| t)
+        .ok_or_else(|| Error::format(st, "no `adversarial` tensor"))?;
+    if res.len() as i64 != len || adv.size()[0] != len {
+        return Err(Error::format(
+            js,
+            "chunk does not match this run; delete the output folder",
+        ));
+    }
+    Ok((adv, res))
+}
+
+/// Attacks, verifies and saves the chunk of examples `start..start + len` of the plan.
+fn attack_chunk(
+    model: &dyn Classifier,
+    images: &Tensor,
+    spec: &AttackSpec,
+    plan: &Plan,
+    (start, len): (usize, usize),
+    (st, js): (&Path, &Path),
+) -> Result<(Tensor, Vec<ExampleResult>)> {
+    let t0 = Instant::now();
+    let range = start..start + len;
+    let sel = Tensor::f_from_slice(&plan.idx[range.clone()])?;
+    let x = images.f_index_select(0, &sel)?; // [len, ..]
+    let l = Tensor::f_from_slice(&plan.labels[range.clone()])?;
+    let t = plan
+        .targets
+        .as_ref()
+        .map(|t| Tensor::f_from_slice(&t[range.clone()]))
+        .transpose()?;
+    let out = attack_batch(model, &x, &l, t.as_ref(), &spec.settings)?;
+    let ver = verify(model, &x, &out.adversarial, &l, t.as_ref())?;
+    let secs = t0.elapsed().as_secs_f64();
+    let mut res = Vec::with_capacity(len);
+    let mut keep = Vec::with_capacity(len);
+    for (j, (ok, dist, why)) in ver.into_iter().enumerate() {
+        let g = start + j;
+        let success = out.success[j] && ok;
+        let reason = if success {
+            String::new()
+        } else {
+            out.reason[j]
+                .clone()
+                .or(why)
+                .unwrap_or_else(|| "failed".into())
+        };
+        keep.push(success);
+        res.push(ExampleResult {
+            index: plan.idx[g],
+            label: plan.labels[g],
+            target: plan.targets.as_ref().map_or(-1, |t| t[g]),
+            success,
+            c: if success { out.c[j] } else { f64::NAN },
+            distortion: if success { dist } else { f64::NAN },
+            iterations: out.iterations[j],
+            evaluations: out.evaluations[j],
+            seconds: secs / len as f64,
+            reason,
+        });
+    }
+    // Failures carry the original image.
+    let n = len as i64;
+    let keep_t = Tensor::f_from_slice(&keep)?
+        .f_view([n, 1])?
+        .f_to_device(out.adversarial.device())?;
+    let adv = out
+        .adversarial
+        .f_reshape([n, -1])?
+        .f_where_self(
+            &keep_t,
+            &x.f_to_device(out.adversarial.device())?
+                .f_to_kind(Kind::Float)?
+                .f_reshape([n, -1])?,
+        )?
+        .f_view(x.size().as_slice())?
+        .f_to_device(Device::Cpu)?;
+    crate::io::write_safetensors(st, &[("adversarial", &adv)])?;
+    crate::io::write_json(js, &res)?;
+    Ok((adv, res))
+}
+
+/// The run's summary from its rows.
+fn summarise(
+    model: &dyn Classifier,
+    spec: &AttackSpec,
+    results: &[ExampleResult],
+) -> AttackSummary {
+    let successes = results.iter().filter(|r| r.success).count();
+    let dsum: f64 = results
+        .iter()
+        .filter(|r| r.success)
+        .map(|r| r.distortion)
+        .sum();
+    let evals: usize = results.iter().map(|r| r.evaluations).sum();
+    let secs_all: f64 = results.iter().map(|r| r.seconds).sum();
+    AttackSummary {
+        model: model.name().to_string(),
+        split: spec.split.clone(),
+        targeted: spec.targeted,
+        examples: results.len(),
+        successes,
+        success_rate: successes as f64 / results.len() as f64,
+        mean_distortion: if successes > 0 {
+            dsum / successes as f64
+        } else {
+            f64::NAN
+        },
+        evaluations_per_image: evals as f64 / results.len() as f64,
+        images_per_second: results.len() as f64 / secs_all.max(1e-12),
+        seconds: secs_all,
+        device: format!("{:?}", model.device()),
+        batch: spec.batch,
+        settings: serde_json::to_value(spec.settings).unwrap_or_default(),
+    }
+}
+
+/// Attacks `images` [N, ..] with `labels` [N] (CPU tensors) per `spec` (split name used for the record
+/// only), in resumable chunks of `spec.batch`, writing `adversarial.safetensors`, `attack.csv`,
+/// `summary.json` and `chunks/` into `out_dir`.
+pub fn attack_dataset(
+    model: &dyn Classifier,
+    images: &Tensor,
+    labels: &Tensor,
+    spec: &AttackSpec,
+    out_dir: &Path,
+) -> Result<AttackSummary> {
+    let plan = plan(model, images, labels, spec)?;
+    std::fs::create_dir_all(out_dir.join("chunks")).map_err(|e| Error::io(out_dir, e))?;
+    check_manifest(model, spec, &plan, out_dir)?;
+    let n = plan.idx.len();
+    let batch = spec.batch as usize;
+    let bar = crate::progress::bar(n as u64, "attack", "images");
+    let mut results: Vec<ExampleResult> = Vec::with_capacity(n);
+    let mut adv_parts = Vec::new();
+    for (ci, start) in (0..n).step_by(batch).enumerate() {
+        let len = batch.min(n - start);
+        let (st, js) = chunk_files(out_dir, ci as i64);
+        let (adv, res) = if st.exists() && js.exists() {
+            load_chunk(&st, &js, len as i64)?
+        } else {
+            attack_chunk(model, images, spec, &plan, (start, len), (&st, &js))?
+        };
+        bar.inc(len as u64);
+        adv_parts.push(adv);
+        results.extend(res);
+    }
+    bar.finish_and_clear();
+
+    let idx_t = Tensor::f_from_slice(&plan.idx)?;
+    let succ: Vec<u8> = results.iter().map(|r| r.success as u8).collect();
+    let set = AdversarialSet {
+        adversarial: Tensor::f_cat(&adv_parts, 0)?,
+        original: images.f_index_select(0, &idx_t)?.f_to_kind(Kind::Float)?,
+        label: Tensor::f_from_slice(&plan.labels)?,
+        target: Tensor::f_from_slice(&plan.targets.clone().unwrap_or_else(|| vec![-1; n]))?,
+        success: Tensor::f_from_slice(&succ)?,
+    };
+    drop(adv_parts);
+    set.write(&out_dir.join("adversarial.safetensors"))?;
+    files::write_csv(&out_dir.join("attack.csv"), &results)?;
+    let summary = summarise(model, spec, &results);
+    crate::io::write_json(&out_dir.join("summary.json"), &summary)?;
+    Ok(summary)
+}
