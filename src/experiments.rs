@@ -3,12 +3,12 @@
 //! configuration and inputs. Re-running skips stages whose fingerprint is unchanged; an interrupted run
 //! redoes only unfinished stages; `--shard i/n` splits the model stages over machines (round robin).
 
-use crate::config::{Experiment, ModelSpec, TrainSet};
+use crate::config::{Experiment, ModelSpec};
 use crate::data::MnistData;
 use crate::fingerprint::of_json as fingerprint;
 use crate::models::zoo::ZooModel;
-use crate::report::paper;
-use crate::results::{pct, Table};
+use crate::results::models::ModelErrors;
+use crate::results::Table;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -132,17 +132,8 @@ fn parse_args<P: clap::Parser>(what: &str, argv: Vec<String>) -> Result<P> {
     P::try_parse_from(argv).map_err(|e| Error::Invalid(format!("{what}: {e}")))
 }
 
-/// Errors of a model on every MNIST set.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct Errors {
-    pub train: f64,
-    pub test: f64,
-    pub p1: f64,
-    pub p2: f64,
-}
-
 /// Evaluates `model` on train, test, P1 and P2 (P1/P2 errors are read off the train predictions).
-pub fn evaluate_all(model: &ZooModel, data: &MnistData) -> Result<Errors> {
+pub fn evaluate_all(model: &ZooModel, data: &MnistData) -> Result<ModelErrors> {
     use crate::models::classifier::predict;
     let pred_train = predict(model, &data.train.images, 10_000)?; // [60000]
     let wrong = pred_train
@@ -154,7 +145,7 @@ pub fn evaluate_all(model: &ZooModel, data: &MnistData) -> Result<Errors> {
             .mean(tch::Kind::Float)
             .double_value(&[])
     };
-    Ok(Errors {
+    Ok(ModelErrors {
         train: wrong.mean(tch::Kind::Float).double_value(&[]),
         test: crate::train::error_rate(model, &data.test.images, &data.test.labels)?,
         p1: frac(&data.split.p1),
@@ -170,7 +161,7 @@ pub fn train_and_save(
     seed: u64,
     device: Device,
     out: &Path,
-) -> Result<(ZooModel, Errors)> {
+) -> Result<(ZooModel, ModelErrors)> {
     let set = data.set(spec.train_on.name())?;
     let x = set.images.to_device(device);
     let y = set.labels.to_device(device);
@@ -492,7 +483,11 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
         .iter()
         .all(|d| d.join(".done.json").exists());
     let report = if all_done {
-        Some(write_report(exp, &run_dir, &runlog.timings)?)
+        Some(crate::report::run::write_report(&report_inputs(
+            exp,
+            &run_dir,
+            runlog.timings,
+        ))?)
     } else {
         log::info!("not all model stages are finished (sharded run?): the report is written by the run that finishes last");
         None
@@ -552,367 +547,53 @@ pub fn sanitize(s: &str) -> String {
     crate::results::folder_name(&base)
 }
 
-/// Writes `report.md` and `models.csv` for a run whose model stages are finished.
-pub fn write_report(
+/// What the report needs to know about the run besides its files.
+fn report_inputs(
     exp: &Experiment,
     run_dir: &Path,
-    timings: &[(String, f64, bool)],
-) -> Result<PathBuf> {
-    let mut t = Table::new(&[
-        "model",
-        "trained on",
-        "optimiser",
-        "iterations",
-        "train err (ours)",
-        "train err (paper)",
-        "test err (ours)",
-        "test err (paper)",
-        "P1 err (ours / paper)",
-        "P2 err (ours / paper)",
-        "target",
-        "met",
-        "seconds",
-    ]);
-    let mut csv = Table::new(&[
-        "model",
-        "train_on",
-        "optimizer",
-        "iterations",
-        "train_err",
-        "paper_train_err",
-        "test_err",
-        "paper_test_err",
-        "p1_err",
-        "paper_p1_err",
-        "p2_err",
-        "paper_p2_err",
-        "target",
-        "met",
-        "seconds",
-    ]);
-    let mut misses = Vec::new();
-    for spec in &exp.models {
-        let path = run_dir.join("models").join(&spec.name).join("model.json");
-        let rec: serde_json::Value = crate::io::read_json(&path)?;
-        let errors: Errors = serde_json::from_value(rec["errors"].clone())
-            .map_err(|e| Error::format(&path, format!("field `errors`: {e}")))?;
-        let trainings = rec["training"].as_array().cloned().unwrap_or_default();
-        let iterations: u64 = trainings
-            .iter()
-            .filter_map(|o| o["iterations"].as_u64())
-            .sum();
-        let seconds: f64 = trainings.iter().filter_map(|o| o["seconds"].as_f64()).sum();
-        let opt = trainings
-            .iter()
-            .filter_map(|o| o["optimizer"].as_str())
-            .collect::<Vec<_>>()
-            .join("+");
-        let p = paper::paper_model(&spec.name).unwrap_or_default();
-        let own = match spec.train_on {
-            TrainSet::Train => errors.train,
-            TrainSet::P1 => errors.p1,
-            TrainSet::P2 => errors.p2,
-        };
-        let (target, met) = match paper::target(&spec.name) {
-            Some((d, check)) => {
-                let ok = check(own, errors.test);
-                if !ok {
-                    misses.push(format!(
-                        "{} (target {d}: own-set error {}, test error {})",
-                        spec.name,
-                        pct(Some(own)),
-                        pct(Some(errors.test))
-                    ));
-                }
-                (d.to_string(), if ok { "yes" } else { "NO" }.to_string())
-            }
-            None => ("–".into(), "–".into()),
-        };
-        let train_on = format!("{:?}", spec.train_on).to_lowercase();
-        t.push(vec![
-            spec.name.clone(),
-            train_on.clone(),
-            opt.clone(),
-            iterations.to_string(),
-            pct(Some(errors.train)),
-            pct(p.train_err),
-            pct(Some(errors.test)),
-            pct(p.test_err),
-            format!("{} / {}", pct(Some(errors.p1)), pct(p.p1_err)),
-            format!("{} / {}", pct(Some(errors.p2)), pct(p.p2_err)),
-            target.clone(),
-            met.clone(),
-            format!("{seconds:.1}"),
-        ]);
-        let f = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
-        csv.push(vec![
-            spec.name.clone(),
-            train_on,
-            opt,
-            iterations.to_string(),
-            errors.train.to_string(),
-            f(p.train_err),
-            errors.test.to_string(),
-            f(p.test_err),
-            errors.p1.to_string(),
-            f(p.p1_err),
-            errors.p2.to_string(),
-            f(p.p2_err),
-            target,
-            met,
-            format!("{seconds:.3}"),
-        ]);
-    }
-    csv.write_csv(&run_dir.join("models.csv"))?;
-    let mut timing = Table::new(&["stage", "seconds", "this run"]);
-    for (s, secs, skipped) in timings {
-        timing.push(vec![
-            s.clone(),
-            format!("{secs:.1}"),
-            if *skipped {
-                "skipped (up to date)".into()
-            } else {
-                "ran".into()
-            },
-        ]);
-    }
-    let mut md = format!(
-        "# Report: {}\n\nReproduction of Szegedy et al., *Intriguing properties of neural networks* (ICLR 2014), Tables 1 and 3 \
-         (model errors). Errors are measured on the full MNIST sets (train 60,000, test 10,000; P1/P2 = the seeded halves of \
-         the training set, split seed {}). Loss: mean cross-entropy + Σ λ·Σw²/k (k = units of the layer).\n\n## Models (Tables 1, 3)\n\n{}\n",
-        exp.name, exp.data.split_seed, t.markdown()
-    );
-    if misses.is_empty() {
-        md.push_str("All models with a target meet it.\n");
-    } else {
-        md.push_str(&format!(
-            "Targets missed: {}. See README \"Reproduction notes\" for the reasons.\n",
-            misses.join("; ")
-        ));
-    }
-    md.push_str(&attack_section(exp, run_dir));
-    md.push_str(&transfer_section(exp, run_dir));
-    md.push_str(&fig7_section(run_dir));
-    md.push_str(&units_section(exp, run_dir));
-    md.push_str(&spectral_section(exp, run_dir));
-    md.push_str(&format!(
-        "\n## Stage times\n\n{}\nMachine: {} CPU threads seen by libtorch ({}).\n",
-        timing.markdown(),
-        tch::get_num_threads(),
-        exp.device
-    ));
-    let path = run_dir.join("report.md");
-    crate::io::write_atomic(&path, md.as_bytes())?;
-    Ok(path)
-}
-
-/// The report's §3 section: each units stage's conclusion and figures.
-fn units_section(exp: &Experiment, run_dir: &Path) -> String {
-    if exp.units.is_empty() {
-        return String::new();
-    }
-    let mut md = String::from("\n## Units vs random directions (§3, Figs 1–2)\n\nLabel purity of the top-T images of each direction (share of the most common label), units vs random directions, 95% bootstrap intervals and a two-sided Mann-Whitney test; the paper's evidence is visual only.\n\n");
-    let mut t = Table::new(&[
-        "model",
-        "layer",
-        "images",
-        "units: purity",
-        "random: purity",
-        "difference (units − random)",
-        "p",
-        "conclusion",
-    ]);
-    for u in &exp.units {
-        let rel = units_dir(Path::new(""), u).display().to_string();
-        let Ok(sum) =
-            crate::io::read_json::<serde_json::Value>(&run_dir.join(&rel).join("summary.json"))
-        else {
-            continue;
-        };
-        let est = |v: &serde_json::Value| match (
-            v["mean"].as_f64(),
-            v["lo"].as_f64(),
-            v["hi"].as_f64(),
-        ) {
-            (Some(m), Some(l), Some(h)) => format!("{m:.3} [{l:.3}, {h:.3}]"),
-            _ => "–".into(),
-        };
-        let kinds = sum["kinds"].as_array().cloned().unwrap_or_default();
-        let kind = |k: &str| {
-            kinds
-                .iter()
-                .find(|x| x["kind"] == k)
-                .map(|x| est(&x["purity"]))
-                .unwrap_or_else(|| "–".into())
-        };
-        let cmp = sum["comparisons"]
-            .as_array()
-            .and_then(|c| c.first().cloned())
-            .unwrap_or_default();
-        t.push(vec![
-            u.model.clone(),
-            u.layer.clone(),
-            sum["n_images"].to_string(),
-            kind("unit"),
-            kind("random"),
-            est(&cmp["purity_diff"]),
-            cmp["purity_test"]["p_value"]
-                .as_f64()
-                .map(|p| format!("{p:.3}"))
-                .unwrap_or_else(|| "–".into()),
-            sum["conclusion"].as_str().unwrap_or("").to_string(),
-        ]);
-        md.push_str(&format!(
-            "- {} / {}: ![units]({rel}/unit.png) ![random]({rel}/random.png)\n",
-            u.model, u.layer
-        ));
-    }
-    format!("{md}\n{}", t.markdown())
-}
-
-/// The report's §4.3 section: each spectral stage's table.
-fn spectral_section(exp: &Experiment, run_dir: &Path) -> String {
-    let mut md = String::new();
-    for sp in &exp.spectral {
-        let rel = spectral_dir(Path::new(""), sp).display().to_string();
-        if let Ok(t) = std::fs::read_to_string(run_dir.join(&rel).join("table5.md")) {
-            let body: String = t
-                .lines()
-                .skip_while(|l| l.starts_with('#'))
-                .collect::<Vec<_>>()
-                .join("\n");
-            md.push_str(&format!("\n## Spectral bounds of {} (§4.3, Table 5)\n{body}\n\nSpectra: ![spectrum]({rel}/spectrum.png)\n", sp.model));
-        }
-    }
-    md
-}
-
-/// The report's §4.1 section: Table 1's last column (average minimum distortion) beside the paper's.
-fn attack_section(exp: &Experiment, run_dir: &Path) -> String {
-    if exp.attacks.is_empty() {
-        return String::new();
-    }
-    let mut t = Table::new(&[
-        "model",
-        "set",
-        "examples",
-        "targeted",
-        "success (ours)",
-        "av. min. distortion (ours)",
-        "paper",
-        "ours / paper",
-        "within ±25%",
-        "evals / image",
-        "images / s",
-        "attack time",
-    ]);
-    let mut outside = Vec::new();
-    for a in &exp.attacks {
-        let path = attack_dir(run_dir, a).join("summary.json");
-        let Ok(s) = crate::io::read_json::<crate::attack::AttackSummary>(&path) else {
-            continue;
-        };
-        let paper = paper::paper_model(&a.model).and_then(|p| p.distortion);
-        let ratio = paper.map(|p| s.mean_distortion / p); // ours / paper
-        t.push(vec![
-            a.model.clone(),
-            s.split.clone(),
-            s.examples.to_string(),
-            if s.targeted {
-                "random target"
-            } else {
-                "untargeted"
-            }
-            .into(),
-            pct(Some(s.success_rate)),
-            format!("{:.4}", s.mean_distortion),
-            paper.map(|p| format!("{p}")).unwrap_or_else(|| "–".into()),
-            ratio
-                .map(|r| format!("{r:.2}"))
-                .unwrap_or_else(|| "–".into()),
-            match ratio {
-                Some(r) if (r - 1.0).abs() <= 0.25 => "yes".into(),
-                Some(_) => {
-                    outside.push(a.model.clone());
-                    "NO".into()
-                }
-                None => "–".into(),
-            },
-            format!("{:.0}", s.evaluations_per_image),
-            format!("{:.1}", s.images_per_second),
-            format!("{:.0} s", s.seconds),
-        ]);
-    }
-    let why = if outside.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "\nOutside ±25% of the paper: {}. The minimal distortion measures the model as much as the attack: it grows with the weight decay's strength.{}\n",
-            outside.join(", "),
-            if outside.iter().any(|m| m.starts_with("softmax")) {
-                " Under the λ·Σw²/k reading used here the decay of a softmax layer is k = 10 times weaker than under λ·Σw²; softmax1 trained with λ·Σw² gives the paper's error rates and distortion 0.060 (paper 0.062; README \"Results\")."
-            } else {
-                ""
-            }
-        )
+    timings: Vec<(String, f64, bool)>,
+) -> crate::report::run::ReportInputs {
+    use crate::report::run::{ModelEntry, ReportInputs, StageEntry};
+    let rel = Path::new("");
+    let entry = |model: &str, detail: &str, dir: PathBuf| StageEntry {
+        model: model.to_string(),
+        detail: detail.to_string(),
+        dir,
     };
-    format!(
-        "\n## Adversarial examples (§4.1, last column of Tables 1 and 3)\n\nThe paper's box-constrained L-BFGS attack with a search over c; every success re-verified in a fresh forward pass. Distortion = sqrt(Σ(x′ − x)²/n), averaged over successful examples. The paper attacks all 60,000 training images for Table 1 and the 10,000 test images for Table 3 (M1, M1′, M2), as `experiments/paper.yaml` does; other experiments attack a subset.\n\n{}{why}",
-        t.markdown()
-    )
-}
-
-/// The report's §4.2 cross-model section (Tables 2 and 4).
-fn transfer_section(exp: &Experiment, run_dir: &Path) -> String {
-    let mut md = String::new();
-    for t in &exp.transfer {
-        let path = transfer_dir(run_dir, t).join("transfer.json");
-        let Ok(table) = crate::io::read_json::<crate::results::transfer::TransferTable>(&path)
-        else {
-            continue;
-        };
-        md.push_str(&format!(
-            "\n## Cross-model generalisation: {} (§4.2, Tables 2 and 4)\n\nError of each column's model on each row's examples, ours (the paper's in brackets where it has the cell). Adversarial rows: every verified adversarial of that model's attack stage; Gaussian rows: the first row's originals plus noise of that stddev, {}; amplified rows: each perturbation scaled to that distortion, clipped. Distortion: measured on the evaluated images.\n\n{}",
-            t.name,
-            if table.clip_noise { "clipped to [0, 1]" } else { "not clipped" },
-            crate::report::transfer::markdown(&table)
-        ));
+    ReportInputs {
+        name: exp.name.clone(),
+        run_dir: run_dir.to_path_buf(),
+        split_seed: exp.data.split_seed,
+        device: exp.device.clone(),
+        models: exp
+            .models
+            .iter()
+            .map(|m| ModelEntry {
+                name: m.name.clone(),
+                trained_on: m.train_on.name().to_string(),
+            })
+            .collect(),
+        attacks: exp
+            .attacks
+            .iter()
+            .map(|a| entry(&a.model, "", attack_dir(rel, a)))
+            .collect(),
+        transfer: exp
+            .transfer
+            .iter()
+            .map(|t| entry(&t.name, "", transfer_dir(rel, t)))
+            .collect(),
+        fig7: exp.fig7.as_ref().map(|_| PathBuf::from("fig7")),
+        units: exp
+            .units
+            .iter()
+            .map(|u| entry(&u.model, &u.layer, units_dir(rel, u)))
+            .collect(),
+        spectral: exp
+            .spectral
+            .iter()
+            .map(|sp| entry(&sp.model, "", spectral_dir(rel, sp)))
+            .collect(),
+        timings,
     }
-    md
-}
-
-/// The report's Fig 7 section.
-fn fig7_section(run_dir: &Path) -> String {
-    let Ok(f) = crate::io::read_json::<serde_json::Value>(&run_dir.join("fig7/fig7.json")) else {
-        return String::new();
-    };
-    let mut t = Table::new(&[
-        "model",
-        "shown",
-        "adversarial stddev",
-        "accuracy on adversarials (paper 0%)",
-        "accuracy, Gaussian noise of that stddev (test set)",
-        "grid",
-    ]);
-    for p in f["panels"].as_array().cloned().unwrap_or_default() {
-        let png = Path::new(p["png"].as_str().unwrap_or(""))
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        t.push(vec![
-            p["model"].as_str().unwrap_or("").into(),
-            p["images"].to_string(),
-            format!("{:.4}", p["stddev"].as_f64().unwrap_or(f64::NAN)),
-            pct(p["adversarial_accuracy"].as_f64()),
-            pct(p["noise_accuracy"].as_f64()),
-            format!("![fig7](fig7/{png})"),
-        ]);
-    }
-    format!(
-        "\n## Fig 7: adversarials vs Gaussian noise\n\n{}\nPanel (c), {}: accuracy on test images with Gaussian noise of stddev 1 = {} clipped to [0, 1], {} unclipped (paper: 51%; the paper does not say whether it clipped). ![fig7c](fig7/fig7c.png)\n",
-        t.markdown(),
-        f["panel_c_model"].as_str().unwrap_or(""),
-        pct(f["panel_c_accuracy"].as_f64()),
-        pct(f["panel_c_accuracy_unclipped"].as_f64())
-    )
 }

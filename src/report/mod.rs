@@ -8,4 +8,5 @@ pub mod fig7;
 pub mod fonts;
 pub mod grid;
 pub mod paper;
+pub mod run;
 pub mod transfer;

@@ -4,6 +4,7 @@
 
 pub mod attack;
 pub mod fig7;
+pub mod models;
 pub mod table;
 pub mod transfer;
 
