@@ -37,9 +37,15 @@ pub enum Error {
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
     #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
     Attack(#[from] crate::attack::AttackError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     #[error("{0}")]
     Other(String),
+    #[error("benchmark peer {}: {msg}", program.display())]
+    Peer { program: PathBuf, msg: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

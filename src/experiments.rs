@@ -243,8 +243,12 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
     let device = crate::device::parse_device(&exp.device)?;
     let run_dir = exp.run_dir();
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
-    let resolved = serde_norway::to_string(exp)
-        .map_err(|e| Error::Other(format!("serialising config: {e}")))?;
+    let resolved = serde_norway::to_string(exp).map_err(|e| {
+        Error::format(
+            run_dir.join("config.resolved.yaml"),
+            format!("serialising: {e}"),
+        )
+    })?;
     crate::io::write_atomic(&run_dir.join("config.resolved.yaml"), resolved.as_bytes())?;
 
     let t0 = Instant::now();

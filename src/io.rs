@@ -43,7 +43,7 @@ pub fn with_atomic_path(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
 /// Serialises `value` as pretty JSON, atomically.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let s = serde_json::to_string_pretty(value)
-        .map_err(|e| Error::Other(format!("serialising {}: {e}", path.display())))?;
+        .map_err(|e| Error::format(path, format!("serialising JSON: {e}")))?;
     write_atomic(path, s.as_bytes())
 }
 

@@ -50,13 +50,16 @@ pub fn fwd_bwd(reps: usize, rounds: usize, python: &Path) -> Result<String> {
             .output()
             .map_err(|e| Error::io(python, e))?;
         if !out.status.success() {
-            return Err(Error::Other(format!(
-                "peer failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
+            return Err(Error::Peer {
+                program: "scripts/bench_fwd_bwd.py".into(),
+                msg: format!("failed: {}", String::from_utf8_lossy(&out.stderr)),
+            });
         }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .map_err(|e| Error::Other(format!("peer output: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| Error::Peer {
+                program: "scripts/bench_fwd_bwd.py".into(),
+                msg: format!("its output is not JSON: {e}"),
+            })?;
         peer.extend(
             v["seconds"]
                 .as_array()

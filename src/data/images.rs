@@ -13,6 +13,7 @@
 //! A file that cannot be decoded is skipped with a warning (and counted), or stops the run, as chosen by
 //! [`OnBadImage`]. Indices refer to the sorted file list, so they stay stable when images are skipped.
 
+use crate::data::DataError;
 use crate::{Error, Result};
 use image::imageops::FilterType;
 use std::path::{Path, PathBuf};
@@ -216,16 +217,14 @@ impl ImageFolder {
     /// Lists `root` (class folders or a flat folder), checks that it holds images and that labels fit.
     pub fn open(root: &Path, opts: ImageFolderOptions) -> Result<Self> {
         if !(opts.channels == 1 || opts.channels == 3) {
-            return Err(Error::Invalid(format!(
-                "image channels must be 1 or 3, not {}",
-                opts.channels
-            )));
+            return Err(DataError::Channels(opts.channels).into());
         }
         if opts.crop == 0 || opts.resize < opts.crop {
-            return Err(Error::Invalid(format!(
-                "resize ({}) must be at least the crop size ({}) and both positive",
-                opts.resize, opts.crop
-            )));
+            return Err(DataError::ResizeCrop {
+                resize: opts.resize,
+                crop: opts.crop,
+            }
+            .into());
         }
         if !root.is_dir() {
             return Err(Error::format(
@@ -343,8 +342,9 @@ impl ImageFolder {
 
     /// Decodes and preprocesses image `i`: [C·crop·crop] f32 in [0, 1], channel-major.
     pub fn decode(&self, i: usize) -> Result<Vec<f32>> {
-        let e = self.entries.get(i).ok_or_else(|| {
-            Error::Invalid(format!("image index {i} out of range (0..{})", self.len()))
+        let e = self.entries.get(i).ok_or(DataError::IndexOutOfRange {
+            index: i,
+            len: self.len(),
         })?;
         decode_file(&e.path, &self.opts)
     }
@@ -421,10 +421,11 @@ fn load_batch(
     let per = (opts.channels as usize) * (opts.crop as usize) * (opts.crop as usize);
     for &i in indices {
         if i >= entries.len() {
-            return Err(Error::Invalid(format!(
-                "image index {i} out of range (0..{})",
-                entries.len()
-            )));
+            return Err(DataError::IndexOutOfRange {
+                index: i,
+                len: entries.len(),
+            }
+            .into());
         }
     }
     let nt = threads(opts).min(indices.len()).max(1);
@@ -444,10 +445,7 @@ fn load_batch(
         for h in handles {
             match h.join() {
                 Ok(r) => results.extend(r),
-                Err(_) => results.push((
-                    usize::MAX,
-                    Err(Error::Other("image decoding thread panicked".into())),
-                )),
+                Err(_) => results.push((usize::MAX, Err(DataError::DecoderPanicked.into()))),
             }
         }
     });

@@ -3,7 +3,8 @@
 
 use crate::data::mnist::{self, Mnist, Split};
 use crate::data::split::HalfSplit;
-use crate::{Error, Result};
+use crate::data::DataError;
+use crate::Result;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
@@ -44,11 +45,7 @@ impl MnistData {
             },
             "p1" => self.train.select(&Tensor::from_slice(&self.split.p1)),
             "p2" => self.train.select(&Tensor::from_slice(&self.split.p2)),
-            other => {
-                return Err(Error::Invalid(format!(
-                    "unknown data set `{other}`: use train, test, p1 or p2"
-                )))
-            }
+            other => return Err(DataError::UnknownSet(other.to_string()).into()),
         })
     }
 

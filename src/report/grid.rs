@@ -7,6 +7,7 @@
 //! DejaVu Sans font embedded in the binary, so figures look the same on every machine. Output: PNG.
 
 use crate::report::fonts::ensure_fonts;
+use crate::report::ReportError;
 use crate::{Error, Result};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -62,6 +63,15 @@ impl Default for GridOptions {
     }
 }
 
+fn draw_err(path: &Path, what: &'static str, e: impl std::fmt::Display) -> Error {
+    ReportError::Draw {
+        path: path.into(),
+        what,
+        msg: e.to_string(),
+    }
+    .into()
+}
+
 /// An image as 8-bit RGB, row-major: (width, height, bytes).
 fn to_rgb8(t: &Tensor) -> Result<(u32, u32, Vec<u8>)> {
     let s = t.size();
@@ -101,16 +111,10 @@ pub fn image_grid(path: &Path, rows: &[GridRow], opts: &GridOptions) -> Result<(
         .map(|e| e.to_ascii_lowercase())
         .unwrap_or_default();
     if ext != "png" {
-        return Err(Error::Invalid(format!(
-            "{}: image grids are written as PNG (use a .png file name)",
-            path.display()
-        )));
+        return Err(ReportError::NotPng { path: path.into() }.into());
     }
     if rows.is_empty() {
-        return Err(Error::Invalid(format!(
-            "{}: no rows to draw",
-            path.display()
-        )));
+        return Err(ReportError::NoRows { path: path.into() }.into());
     }
     let mut decoded: Vec<Vec<(u32, u32, Vec<u8>)>> = Vec::with_capacity(rows.len());
     for r in rows {
@@ -143,10 +147,12 @@ pub fn image_grid(path: &Path, rows: &[GridRow], opts: &GridOptions) -> Result<(
     let width = left + cols * (cell + gap);
     let height = top + rows.len() as u32 * (cell + gap);
     if (width as u64) * (height as u64) > 400_000_000 {
-        return Err(Error::Invalid(format!(
-            "{}: grid of {width}×{height} pixels is too large; use fewer rows or a smaller cell",
-            path.display()
-        )));
+        return Err(ReportError::TooLarge {
+            path: path.into(),
+            width,
+            height,
+        }
+        .into());
     }
     let mut buf = vec![255u8; (width * height * 3) as usize];
     // Blit images (nearest neighbour, aspect kept, centred in the cell).
@@ -175,14 +181,14 @@ pub fn image_grid(path: &Path, rows: &[GridRow], opts: &GridOptions) -> Result<(
             &mut buf,
             (width, height),
         )
-        .map_err(|e| Error::Other(format!("plotters backend: {e}")))?;
+        .map_err(|e| draw_err(path, "plotters backend", e))?;
         let area = backend.into_drawing_area();
         let font = ("sans-serif", opts.font_size as f64)
             .into_font()
             .color(&BLACK);
         let draw = |text: &str, x: u32, y: u32| -> Result<()> {
             area.draw_text(text, &font, (x as i32, y as i32))
-                .map_err(|e| Error::Other(format!("drawing text: {e}")))
+                .map_err(|e| draw_err(path, "drawing text", e))
         };
         if let Some(t) = &opts.title {
             let bold = ("sans-serif", (opts.font_size + 2) as f64)
@@ -190,7 +196,7 @@ pub fn image_grid(path: &Path, rows: &[GridRow], opts: &GridOptions) -> Result<(
                 .style(FontStyle::Bold)
                 .color(&BLACK);
             area.draw_text(t, &bold, (gap as i32 + 2, gap as i32 + 2))
-                .map_err(|e| Error::Other(format!("drawing text: {e}")))?;
+                .map_err(|e| draw_err(path, "drawing text", e))?;
         }
         if let Some(ct) = &opts.column_titles {
             for (ci, t) in ct.iter().enumerate() {
@@ -210,16 +216,15 @@ pub fn image_grid(path: &Path, rows: &[GridRow], opts: &GridOptions) -> Result<(
                 }
             }
         }
-        area.present()
-            .map_err(|e| Error::Other(format!("plotters: {e}")))?;
+        area.present().map_err(|e| draw_err(path, "plotters", e))?;
     }
     let img = image::RgbImage::from_raw(width, height, buf)
-        .ok_or_else(|| Error::Other("image buffer size mismatch".into()))?;
+        .ok_or_else(|| draw_err(path, "image buffer", "size mismatch"))?;
     let mut png = Vec::new();
     img.write_to(
         &mut std::io::Cursor::new(&mut png),
         image::ImageOutputFormat::Png,
     )
-    .map_err(|e| Error::Other(format!("encoding {}: {e}", path.display())))?;
+    .map_err(|e| draw_err(path, "encoding PNG", e))?;
     crate::io::write_atomic(path, &png)
 }

@@ -3,6 +3,7 @@
 //! values (Markdown + CSV), figures drawn with plotters, one font setup ([`fonts`]) and one image-grid
 //! drawer ([`grid`]).
 
+pub mod error;
 pub mod fig5;
 pub mod fig7;
 pub mod fonts;
@@ -10,3 +11,5 @@ pub mod grid;
 pub mod paper;
 pub mod run;
 pub mod transfer;
+
+pub use error::ReportError;

@@ -1,0 +1,17 @@
+//! Errors of the data sets that are not about one file's contents (those are `Error::Format` with the
+//! file's path): a set name that does not exist, preprocessing options, indices out of range.
+
+/// What can go wrong when choosing or reading examples of a data set.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("unknown data set `{0}`: use train, test, p1 or p2")]
+    UnknownSet(String),
+    #[error("image channels must be 1 or 3, not {0}")]
+    Channels(i64),
+    #[error("resize ({resize}) must be at least the crop size ({crop}) and both positive")]
+    ResizeCrop { resize: u32, crop: u32 },
+    #[error("image index {index} out of range (0..{len})")]
+    IndexOutOfRange { index: usize, len: usize },
+    #[error("an image decoding thread panicked while decoding a batch")]
+    DecoderPanicked,
+}
