@@ -37,6 +37,8 @@ pub enum Error {
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
     #[error(transparent)]
+    Checkpoint(#[from] crate::results::checkpoint::OtherWork),
+    #[error(transparent)]
     Data(#[from] crate::data::DataError),
     #[error(transparent)]
     Attack(#[from] crate::attack::AttackError),

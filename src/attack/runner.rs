@@ -8,6 +8,7 @@ use super::{attack_batch, random_targets, verify, AttackError, AttackSpec};
 use crate::data::MnistData;
 use crate::models::Classifier;
 use crate::results::attack::{self as files, AdversarialSet, AttackSummary, ExampleResult};
+use crate::results::checkpoint::{Checkpoint, OnOther};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -153,13 +154,15 @@ fn plan(
     })
 }
 
-/// Writes `attack.manifest.json`, or checks that an existing output folder holds the same run.
-fn check_manifest(
+/// Opens `out_dir` as the checkpoint of this run (identity `attack.manifest.json`: the model, its
+/// weights, the examples, targets, batch and settings): finished chunks of the same run are resumed, a
+/// folder holding another run is refused.
+fn open_checkpoint(
     model: &dyn Classifier,
     spec: &AttackSpec,
     plan: &Plan,
     out_dir: &Path,
-) -> Result<()> {
+) -> Result<Checkpoint> {
     let manifest = serde_json::json!({
         "model": model.name(),
         "weights": model.fingerprint()?,
@@ -169,18 +172,20 @@ fn check_manifest(
         "batch": spec.batch,
         "settings": spec.settings,
     });
-    let mpath = out_dir.join("attack.manifest.json");
-    if mpath.exists() {
-        let old: serde_json::Value = crate::io::read_json(&mpath)?;
-        if old != manifest {
-            return Err(AttackError::OtherRun {
-                dir: out_dir.to_path_buf(),
-            }
-            .into());
+    Checkpoint::open(
+        out_dir,
+        "attack.manifest.json",
+        &manifest,
+        OnOther::Refuse,
+        false,
+    )
+    .map_err(|e| match e {
+        Error::Checkpoint(_) => AttackError::OtherRun {
+            dir: out_dir.to_path_buf(),
         }
-        return Ok(());
-    }
-    crate::io::write_json(&mpath, &manifest)
+        .into(),
+        e => e,
+    })
 }
 
 /// The files of chunk `ci`: its adversarials and its rows.
@@ -325,8 +330,9 @@ pub fn attack_dataset(
     out_dir: &Path,
 ) -> Result<AttackSummary> {
     let plan = plan(model, images, labels, spec)?;
+    let ckpt = open_checkpoint(model, spec, &plan, out_dir)?;
+    let out_dir = ckpt.dir();
     std::fs::create_dir_all(out_dir.join("chunks")).map_err(|e| Error::io(out_dir, e))?;
-    check_manifest(model, spec, &plan, out_dir)?;
     let n = plan.idx.len();
     let batch = spec.batch as usize;
     let bar = crate::progress::bar(n as u64, "attack", "images");

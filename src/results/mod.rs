@@ -3,6 +3,7 @@
 //! module (attack, units, spectral, train, experiments, report), so the report can be drawn from files alone.
 
 pub mod attack;
+pub mod checkpoint;
 pub mod fig7;
 pub mod models;
 pub mod table;
