@@ -34,6 +34,8 @@ pub enum Error {
     Invalid(String),
     #[error("numerical problem: {0}")]
     Numeric(String),
+    #[error(transparent)]
+    Optim(#[from] crate::optim::OptimError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
     #[error("{0}")]

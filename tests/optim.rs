@@ -2,7 +2,7 @@
 //! `scripts/ref_lbfgsb.py` (problem data + scipy's minimisers at tight tolerances).
 
 use blindspot::optim::{
-    minimize, BatchObjective, Bounds, IterInfo, LbfgsbSettings, Observer, Termination,
+    minimize, BatchObjective, Bounds, IterInfo, LbfgsbSettings, Observer, OptimError, Termination,
 };
 use blindspot::Error;
 use rand::{Rng, SeedableRng};
@@ -488,6 +488,15 @@ fn non_finite_problem_is_flagged_and_others_converge() {
     }
 }
 
+/// The optimiser error of a result (panics on success or another error).
+fn optim_err<T>(r: blindspot::Result<T>) -> OptimError {
+    match r {
+        Err(Error::Optim(e)) => e,
+        Err(e) => panic!("expected an optimiser error, got {e}"),
+        Ok(_) => panic!("expected an optimiser error, got a result"),
+    }
+}
+
 #[test]
 fn bad_input_is_an_error() {
     let x0 = Tensor::zeros([2, 3], (Kind::Double, Device::Cpu));
@@ -495,44 +504,66 @@ fn bad_input_is_an_error() {
         log: Log::default(),
     };
     let s = LbfgsbSettings::default();
-    let inval = |r: blindspot::Result<_>| matches!(r, Err(Error::Invalid(_)));
-    assert!(inval(s.with_history(0).map(|_| ())));
-    assert!(inval(s.with_pgtol(-1.0).map(|_| ())));
-    assert!(inval(s.with_factr(f64::NAN).map(|_| ())));
+    let setting = |r: blindspot::Result<LbfgsbSettings>| match optim_err(r) {
+        OptimError::Setting { name, .. } => name,
+        e => panic!("{e}"),
+    };
+    assert_eq!(setting(s.with_history(0)), "history");
+    assert_eq!(setting(s.with_pgtol(-1.0)), "pgtol");
+    assert_eq!(setting(s.with_factr(f64::NAN)), "factr");
+    let e = optim_err(s.with_history(0)).to_string();
+    assert!(e.contains("`history` = 0") && e.contains(">= 1"), "{e}");
     let bad = LbfgsbSettings { history: 0, ..s };
-    assert!(inval(
-        minimize(&mut obj, &x0, &Bounds::None, &bad, None).map(|_| ())
+    assert!(matches!(
+        optim_err(minimize(&mut obj, &x0, &Bounds::None, &bad, None)),
+        OptimError::Setting {
+            name: "history",
+            ..
+        }
     ));
     let bounds = Bounds::Scalar {
         lower: 1.0,
         upper: 0.0,
     };
-    assert!(inval(
-        minimize(&mut obj, &x0, &bounds, &s, None).map(|_| ())
+    assert!(matches!(
+        optim_err(minimize(&mut obj, &x0, &bounds, &s, None)),
+        OptimError::ScalarBounds { .. }
     ));
     let bounds = Bounds::Tensors {
         lower: Tensor::ones([3], (Kind::Double, Device::Cpu)),
         upper: Tensor::zeros([3], (Kind::Double, Device::Cpu)),
     };
-    assert!(inval(
-        minimize(&mut obj, &x0, &bounds, &s, None).map(|_| ())
+    assert!(matches!(
+        optim_err(minimize(&mut obj, &x0, &bounds, &s, None)),
+        OptimError::BoundsCrossed { count: 3 }
     ));
     let bounds = Bounds::Tensors {
         lower: Tensor::zeros([4], (Kind::Double, Device::Cpu)),
         upper: Tensor::ones([4], (Kind::Double, Device::Cpu)),
     };
-    assert!(matches!(
-        minimize(&mut obj, &x0, &bounds, &s, None),
-        Err(Error::Shape(_))
-    ));
+    let e = optim_err(minimize(&mut obj, &x0, &bounds, &s, None));
+    assert!(
+        matches!(e, OptimError::BoundsShape { b: 2, n: 3, .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("[n] = [3] or [B, n] = [2, 3]"),
+        "{e}"
+    );
     let nan = x0.full_like(f64::NAN);
-    assert!(inval(
-        minimize(&mut obj, &nan, &Bounds::None, &s, None).map(|_| ())
+    assert!(matches!(
+        optim_err(minimize(&mut obj, &nan, &Bounds::None, &s, None)),
+        OptimError::StartNonFinite { count: 6 }
+    ));
+    let ints = Tensor::zeros([2, 3], (Kind::Int64, Device::Cpu));
+    assert!(matches!(
+        optim_err(minimize(&mut obj, &ints, &Bounds::None, &s, None)),
+        OptimError::StartKind { kind: Kind::Int64 }
     ));
     let x1 = Tensor::zeros([3], (Kind::Double, Device::Cpu));
     assert!(matches!(
-        minimize(&mut obj, &x1, &Bounds::None, &s, None),
-        Err(Error::Shape(_))
+        optim_err(minimize(&mut obj, &x1, &Bounds::None, &s, None)),
+        OptimError::StartShape { .. }
     ));
     // An objective returning the wrong shape.
     struct Wrong;
@@ -541,10 +572,11 @@ fn bad_input_is_an_error() {
             Ok((x.sum(None::<Kind>), x.shallow_clone()))
         }
     }
-    assert!(matches!(
-        minimize(&mut Wrong, &x0, &Bounds::None, &s, None),
-        Err(Error::Shape(_))
-    ));
+    let e = optim_err(minimize(&mut Wrong, &x0, &Bounds::None, &s, None));
+    assert!(
+        matches!(&e, OptimError::ObjectiveShape { f, rows: 2, .. } if f.is_empty()),
+        "{e}"
+    );
 }
 
 /// Benchmark, run by hand: `cargo test --test optim bench -- --ignored --nocapture`
