@@ -36,6 +36,10 @@ pub enum Error {
     Numeric(String),
     #[error(transparent)]
     Optim(#[from] crate::optim::OptimError),
+    #[error(transparent)]
+    Model(#[from] crate::models::ModelError),
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
     #[error("{0}")]
