@@ -34,6 +34,12 @@ pub enum Error {
     Invalid(String),
     #[error("numerical problem: {0}")]
     Numeric(String),
+    #[error(transparent)]
+    Optim(#[from] crate::optim::OptimError),
+    #[error(transparent)]
+    Model(#[from] crate::models::ModelError),
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
     #[error(transparent)]

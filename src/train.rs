@@ -7,11 +7,39 @@ use crate::config::{ArchSpec, ModelSpec, OptimizerSpec};
 use crate::models::zoo::{
     forward_all, init_params, presets, Architecture, Layer, ParamEntry, ZooModel,
 };
-use crate::optim::lbfgsb::{self, BatchObjective, Bounds, IterInfo, LbfgsbSettings, Observer};
-use crate::{Error, Result};
+use crate::optim::{minimize, BatchObjective, Bounds, IterInfo, LbfgsbSettings, Observer};
+use crate::Result;
 use serde::Serialize;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
+
+/// What goes wrong in training (besides the optimiser's and the model's own errors): each names the run
+/// (`label`: the model, or `<model> AE` for the autoencoder stage) and says the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Full-batch L-BFGS ended at a NaN or infinite loss.
+    #[error(
+        "{label}: L-BFGS ended with a non-finite loss ({loss}), termination {termination}: check the data and the weight decay for NaN or huge values"
+    )]
+    LbfgsNonFinite {
+        label: String,
+        loss: f64,
+        termination: String,
+    },
+    /// The Adam loss became NaN or infinite.
+    #[error("{label}: loss became {loss} at epoch {epoch}, step {step}; lower the learning rate")]
+    AdamDiverged {
+        label: String,
+        loss: f64,
+        epoch: usize,
+        step: i64,
+    },
+    /// The autoencoder stage was given L-BFGS.
+    #[error(
+        "{model}: the autoencoder stage supports `pretrain: {{kind: adam}}` only (full-batch L-BFGS on a 628k-parameter autoencoder exceeds the time budget; see README)"
+    )]
+    AutoencoderPretrain { model: String },
+}
 
 /// Per-element weight-decay coefficients [P]: λ_l/k_l on the weights of layer l, 0 on biases.
 pub fn decay_vector(arch: &Architecture, lambdas: &[f64], device: Device) -> Tensor {
@@ -137,7 +165,7 @@ pub fn train_lbfgs(
         log: Vec::new(),
     };
     let mut obj = FullBatch { problem };
-    let sol = lbfgsb::minimize(
+    let sol = minimize(
         &mut obj,
         &theta0.unsqueeze(0),
         &Bounds::None,
@@ -148,9 +176,12 @@ pub fn train_lbfgs(
     let theta = sol.x.get(0);
     let final_loss = sol.f.double_value(&[0]);
     if !final_loss.is_finite() {
-        return Err(Error::Numeric(format!(
-            "{label}: L-BFGS ended with a non-finite loss ({final_loss})"
-        )));
+        return Err(TrainError::LbfgsNonFinite {
+            label: label.to_string(),
+            loss: final_loss,
+            termination: format!("{:?}", sol.termination[0]),
+        }
+        .into());
     }
     let outcome = TrainOutcome {
         optimizer: "lbfgs".into(),
@@ -162,6 +193,30 @@ pub fn train_lbfgs(
         log: obs.log,
     };
     Ok((theta, outcome))
+}
+
+/// Adam's moment estimates (β = 0.9, 0.999, ε = 1e-8).
+struct AdamMoments {
+    m: Tensor, // [P]
+    v: Tensor, // [P]
+}
+
+impl AdamMoments {
+    const B1: f64 = 0.9;
+    const B2: f64 = 0.999;
+    const EPS: f64 = 1e-8;
+
+    /// θ after step number `step` (1-based) with gradient `g` [P] and learning rate `lr_t`.
+    fn step(&mut self, theta: &Tensor, g: &Tensor, step: usize, lr_t: f64) -> Tensor {
+        let (b1, b2, eps) = (Self::B1, Self::B2, Self::EPS);
+        tch::no_grad(|| {
+            self.m = &self.m * b1 + g * (1.0 - b1);
+            self.v = &self.v * b2 + (g * g) * (1.0 - b2);
+            let mhat = &self.m / (1.0 - b1.powi(step as i32));
+            let vhat = &self.v / (1.0 - b2.powi(step as i32));
+            theta - mhat / (vhat.sqrt() + eps) * lr_t
+        })
+    }
 }
 
 /// Minibatch Adam (β = 0.9, 0.999, ε = 1e-8) with cosine decay of the learning rate to zero, over a
@@ -178,12 +233,13 @@ pub fn adam(
     let start = Instant::now();
     let device = theta0.device();
     let mut theta = theta0.detach().copy();
-    let mut m = theta.zeros_like();
-    let mut v = theta.zeros_like();
+    let mut moments = AdamMoments {
+        m: theta.zeros_like(),
+        v: theta.zeros_like(),
+    };
     let steps_per_epoch = (n + batch_size - 1) / batch_size;
     let total = steps_per_epoch as usize * epochs;
     let bar = crate::progress::bar(total as u64, label, "step");
-    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
     let mut log = Vec::new();
     let mut step = 0usize;
     let mut last = f64::NAN;
@@ -200,18 +256,17 @@ pub fn adam(
             step += 1;
             let lr_t =
                 0.5 * lr * (1.0 + (std::f64::consts::PI * (step - 1) as f64 / total as f64).cos());
-            tch::no_grad(|| {
-                m = &m * b1 + &g * (1.0 - b1);
-                v = &v * b2 + (&g * &g) * (1.0 - b2);
-                let mhat = &m / (1.0 - b1.powi(step as i32));
-                let vhat = &v / (1.0 - b2.powi(step as i32));
-                theta = &theta - mhat / (vhat.sqrt() + eps) * lr_t;
-            });
+            theta = moments.step(&theta, &g, step, lr_t);
             let l = loss.double_value(&[]);
             if !l.is_finite() {
-                return Err(Error::Numeric(format!(
-                    "{label}: loss became {l} at epoch {epoch}, step {s}; lower the learning rate"
-                )));
+                let label = label.to_string();
+                return Err(TrainError::AdamDiverged {
+                    label,
+                    loss: l,
+                    epoch,
+                    step: s,
+                }
+                .into());
             }
             epoch_loss += l;
             bar.inc(1);
@@ -313,7 +368,6 @@ pub fn train_model(
     y: &Tensor,
     seed: u64,
 ) -> Result<(ZooModel, Vec<TrainOutcome>)> {
-    let device = x.device();
     crate::device::seed_everything(seed);
     let arch = spec.arch.architecture();
     match &spec.arch {
@@ -324,81 +378,17 @@ pub fn train_model(
             weight_decay,
             pretrain,
         } => {
-            // Stage 1: the autoencoder.
-            let ae = presets::autoencoder(*code);
-            let ae_layout = ae.param_layout();
-            let ae_decay = decay_vector(&ae, &[*weight_decay, *weight_decay], device);
-            let theta0 = init_params(&ae, device);
-            let label = format!("{} AE", spec.name);
-            let (ae_theta, ae_out) = match pretrain {
-                OptimizerSpec::Adam { lr, epochs, batch_size } => {
-                    adam(&theta0, *lr, *epochs, *batch_size, x.size()[0], &label, |t, idx| {
-                        autoencoder_loss(&ae, &ae_layout, t, &x.index_select(0, idx), *sparsity, *sparsity_weight, &ae_decay)
-                    })?
-                }
-                OptimizerSpec::Lbfgs { .. } => {
-                    return Err(Error::Invalid(format!(
-                        "{}: the autoencoder stage supports `pretrain: {{kind: adam}}` only (full-batch L-BFGS on a 628k-parameter autoencoder exceeds the time budget; see README)",
-                        spec.name
-                    )))
-                }
+            let ae = AutoencoderStage {
+                code: *code,
+                rho: *sparsity,
+                beta: *sparsity_weight,
+                weight_decay: *weight_decay,
+                pretrain,
             };
-            // Stage 2: softmax on the frozen code.
-            // The encoder is the autoencoder's first three layers (flatten, enc, sigmoid) and the first
-            // parameters of its flat vector.
-            let enc = Architecture {
-                input_shape: ae.input_shape.clone(),
-                layers: ae.layers[..3].to_vec(),
-            };
-            let enc_layout = enc.param_layout();
-            let enc_theta = ae_theta.narrow(0, 0, enc.num_params());
-            let codes = tch::no_grad(|| {
-                let mut outs = Vec::new();
-                let n = x.size()[0];
-                let mut i = 0;
-                while i < n {
-                    let len = 10_000.min(n - i);
-                    let xb = x.narrow(0, i, len); // [len, 1, 28, 28]
-                    outs.extend(forward_all(
-                        &enc,
-                        &enc_layout,
-                        &enc_theta,
-                        &xb,
-                        false,
-                        false,
-                    )); // [len, code]
-                    i += len;
-                }
-                Tensor::cat(&outs, 0) // [N, code]
-            });
-            let top = Architecture {
-                input_shape: vec![*code],
-                layers: vec![Layer::Linear {
-                    name: "fc".into(),
-                    in_features: *code,
-                    out_features: 10,
-                }],
-            };
-            let top_layout = top.param_layout();
-            let top_decay = decay_vector(&top, &spec.weight_decay[1..], device);
-            let problem = Problem {
-                arch: &top,
-                layout: &top_layout,
-                x: &codes,
-                y,
-                decay: &top_decay,
-            };
-            let (top_theta, top_out) = optimise(
-                problem,
-                &init_params(&top, device),
-                &spec.optimizer,
-                &spec.name,
-            )?;
-            let theta = Tensor::cat(&[enc_theta, top_theta], 0);
-            let model = ZooModel::new(&spec.name, arch, theta, serde_json::json!({}))?;
-            Ok((model, vec![ae_out, top_out]))
+            train_autoencoder_classifier(spec, arch, &ae, x, y)
         }
         _ => {
+            let device = x.device();
             let layout = arch.param_layout();
             let decay = decay_vector(&arch, &spec.weight_decay, device);
             let theta0 = init_params(&arch, device);
@@ -414,6 +404,123 @@ pub fn train_model(
             Ok((model, vec![out]))
         }
     }
+}
+
+/// The autoencoder stage of AE400-10: code size, KL sparsity target ρ and weight β, weight decay λ of
+/// both layers, optimiser.
+struct AutoencoderStage<'a> {
+    code: i64,
+    rho: f64,
+    beta: f64,
+    weight_decay: f64,
+    pretrain: &'a OptimizerSpec,
+}
+
+/// AE400-10: the sparse autoencoder first, then a softmax layer on its frozen code; the model is the
+/// encoder followed by the softmax (`arch`).
+fn train_autoencoder_classifier(
+    spec: &ModelSpec,
+    arch: Architecture,
+    stage: &AutoencoderStage,
+    x: &Tensor,
+    y: &Tensor,
+) -> Result<(ZooModel, Vec<TrainOutcome>)> {
+    let device = x.device();
+    let (ae, ae_theta, ae_out) = pretrain_autoencoder(spec, stage, x)?;
+    // Stage 2: softmax on the frozen code.
+    // The encoder is the autoencoder's first three layers (flatten, enc, sigmoid) and the first
+    // parameters of its flat vector.
+    let enc = Architecture {
+        input_shape: ae.input_shape.clone(),
+        layers: ae.layers[..3].to_vec(),
+    };
+    let enc_theta = ae_theta.narrow(0, 0, enc.num_params());
+    let codes = encode(&enc, &enc_theta, x); // [N, code]
+    let top = Architecture {
+        input_shape: vec![stage.code],
+        layers: vec![Layer::Linear {
+            name: "fc".into(),
+            in_features: stage.code,
+            out_features: 10,
+        }],
+    };
+    let top_layout = top.param_layout();
+    let top_decay = decay_vector(&top, &spec.weight_decay[1..], device);
+    let problem = Problem {
+        arch: &top,
+        layout: &top_layout,
+        x: &codes,
+        y,
+        decay: &top_decay,
+    };
+    let (top_theta, top_out) = optimise(
+        problem,
+        &init_params(&top, device),
+        &spec.optimizer,
+        &spec.name,
+    )?;
+    let theta = Tensor::cat(&[enc_theta, top_theta], 0);
+    let model = ZooModel::new(&spec.name, arch, theta, serde_json::json!({}))?;
+    Ok((model, vec![ae_out, top_out]))
+}
+
+/// Stage 1 of AE400-10: the sparse autoencoder on `x` [N, 1, 28, 28] (Adam only): its architecture,
+/// parameters [P] and record.
+fn pretrain_autoencoder(
+    spec: &ModelSpec,
+    stage: &AutoencoderStage,
+    x: &Tensor,
+) -> Result<(Architecture, Tensor, TrainOutcome)> {
+    let device = x.device();
+    let ae = presets::autoencoder(stage.code);
+    let ae_layout = ae.param_layout();
+    let wd = stage.weight_decay;
+    let ae_decay = decay_vector(&ae, &[wd, wd], device);
+    let theta0 = init_params(&ae, device);
+    let label = format!("{} AE", spec.name);
+    let (ae_theta, ae_out) = match stage.pretrain {
+        OptimizerSpec::Adam {
+            lr,
+            epochs,
+            batch_size,
+        } => adam(
+            &theta0,
+            *lr,
+            *epochs,
+            *batch_size,
+            x.size()[0],
+            &label,
+            |t, idx| {
+                let xb = x.index_select(0, idx);
+                autoencoder_loss(&ae, &ae_layout, t, &xb, stage.rho, stage.beta, &ae_decay)
+            },
+        )?,
+        OptimizerSpec::Lbfgs { .. } => {
+            return Err(TrainError::AutoencoderPretrain {
+                model: spec.name.clone(),
+            }
+            .into())
+        }
+    };
+    Ok((ae, ae_theta, ae_out))
+}
+
+/// The code of the encoder `enc` (parameters `enc_theta`) for every image of `x` [N, 1, 28, 28], in
+/// chunks of 10,000, without gradients: [N, code].
+fn encode(enc: &Architecture, enc_theta: &Tensor, x: &Tensor) -> Tensor {
+    let enc_layout = enc.param_layout();
+    tch::no_grad(|| {
+        let mut outs = Vec::new();
+        let n = x.size()[0];
+        let mut i = 0;
+        while i < n {
+            let len = 10_000.min(n - i);
+            let xb = x.narrow(0, i, len); // [len, 1, 28, 28]
+            outs.extend(forward_all(enc, &enc_layout, enc_theta, &xb, false, false)); // [len, code]
+            i += len;
+        }
+        Tensor::cat(&outs, 0) // [N, code]
+    })
 }
 
 /// Fraction of examples `x` [N, ..] misclassified (labels `y` [N]), evaluated in chunks, no dropout.

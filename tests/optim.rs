@@ -2,7 +2,7 @@
 //! `scripts/ref_lbfgsb.py` (problem data + scipy's minimisers at tight tolerances).
 
 use blindspot::optim::{
-    minimize, BatchObjective, Bounds, IterInfo, LbfgsbSettings, Observer, Termination,
+    minimize, BatchObjective, Bounds, IterInfo, LbfgsbSettings, Observer, OptimError, Termination,
 };
 use blindspot::Error;
 use rand::{Rng, SeedableRng};
@@ -33,6 +33,14 @@ struct Log {
 }
 
 impl Log {
+    /// A log that also checks every x against the box (lower, upper) [B, n].
+    fn boxed(bounds: (Tensor, Tensor)) -> Self {
+        let box_ = Some(bounds);
+        Log {
+            box_,
+            ..Log::default()
+        }
+    }
     fn check(&mut self, x: &Tensor, idx: &Tensor) {
         let ids = Vec::<i64>::try_from(&idx.to_device(Device::Cpu)).unwrap();
         if let Some((lo, hi)) = &self.box_ {
@@ -122,6 +130,29 @@ impl BatchObjective for LogReg {
     }
 }
 
+impl Quad {
+    /// The quadratics of a fixture (`A`, `b`), logging calls into `log`.
+    fn of(fx: &HashMap<String, Tensor>, log: Log) -> Self {
+        let (a, b) = (fx["A"].shallow_clone(), fx["b"].shallow_clone());
+        Quad { a, b, log }
+    }
+}
+
+impl LogReg {
+    /// The regression problems of a fixture (`X`, `y`, `lam`; 5 classes), logging calls into `log`.
+    fn of(fx: &HashMap<String, Tensor>, log: Log) -> Self {
+        let (x, y) = (fx["X"].to_kind(Kind::Double), fx["y"].shallow_clone());
+        let lam = fx["lam"].double_value(&[0]);
+        LogReg {
+            x,
+            y,
+            lam,
+            k: 5,
+            log,
+        }
+    }
+}
+
 fn tight() -> LbfgsbSettings {
     LbfgsbSettings {
         pgtol: 1e-10,
@@ -207,14 +238,7 @@ fn quadratics_with_many_active_bounds_match_scipy() {
     let fx = fixture("quad");
     let x0 = fx["x0"].shallow_clone();
     let (b, n) = (x0.size()[0], x0.size()[1]);
-    let mut obj = Quad {
-        a: fx["A"].shallow_clone(),
-        b: fx["b"].shallow_clone(),
-        log: Log {
-            box_: Some(bounds_of(&fx, b, n)),
-            ..Log::default()
-        },
-    };
+    let mut obj = Quad::of(&fx, Log::boxed(bounds_of(&fx, b, n)));
     let sol = minimize(&mut obj, &x0, &tensor_bounds(&fx), &tight(), None).unwrap();
     assert_matches("quad", &fx, &sol, 1e-6);
     assert_eq!(obj.log.outside, 0.0, "an iterate left the box");
@@ -238,11 +262,7 @@ fn quadratics_with_many_active_bounds_match_scipy() {
 fn quadratics_in_f32_match_scipy_loosely() {
     let fx = fixture("quad");
     let x0 = fx["x0"].to_kind(Kind::Float);
-    let mut obj = Quad {
-        a: fx["A"].shallow_clone(),
-        b: fx["b"].shallow_clone(),
-        log: Log::default(),
-    };
+    let mut obj = Quad::of(&fx, Log::default());
     let bounds = Bounds::Tensors {
         lower: fx["lower"].to_kind(Kind::Float),
         upper: fx["upper"].to_kind(Kind::Float),
@@ -264,10 +284,7 @@ fn rosen_case(name: &str, bounds: Bounds) {
     let x0 = fx["x0"].shallow_clone();
     let (b, n) = (x0.size()[0], x0.size()[1]);
     let mut obj = Rosen {
-        log: Log {
-            box_: Some(bounds_of(&fx, b, n)),
-            ..Log::default()
-        },
+        log: Log::boxed(bounds_of(&fx, b, n)),
     };
     let sol = minimize(&mut obj, &x0, &bounds, &tight(), None).unwrap();
     assert_matches(name, &fx, &sol, 1e-4);
@@ -297,16 +314,7 @@ fn bounded_logistic_regression_matches_scipy() {
     let fx = fixture("logreg");
     let x0 = fx["x0"].shallow_clone();
     let (b, n) = (x0.size()[0], x0.size()[1]);
-    let mut obj = LogReg {
-        x: fx["X"].to_kind(Kind::Double),
-        y: fx["y"].shallow_clone(),
-        lam: fx["lam"].double_value(&[0]),
-        k: 5,
-        log: Log {
-            box_: Some(bounds_of(&fx, b, n)),
-            ..Log::default()
-        },
-    };
+    let mut obj = LogReg::of(&fx, Log::boxed(bounds_of(&fx, b, n)));
     // [n] bounds with ±inf (biases are free).
     let sol = minimize(&mut obj, &x0, &tensor_bounds(&fx), &tight(), None).unwrap();
     assert_matches("logreg", &fx, &sol, 1e-5);
@@ -316,11 +324,7 @@ fn bounded_logistic_regression_matches_scipy() {
 #[test]
 fn unbounded_problems_b1_match_scipy() {
     let fx = fixture("unbounded_quad");
-    let mut obj = Quad {
-        a: fx["A"].shallow_clone(),
-        b: fx["b"].shallow_clone(),
-        log: Log::default(),
-    };
+    let mut obj = Quad::of(&fx, Log::default());
     let sol = minimize(&mut obj, &fx["x0"], &Bounds::None, &tight(), None).unwrap();
     // cond(A) = 1e3: scipy's own x* (stopped by factr) is only good to ~1e-4.
     assert_matches("unbounded_quad", &fx, &sol, 1e-3);
@@ -333,13 +337,7 @@ fn unbounded_problems_b1_match_scipy() {
     assert_matches("unbounded_rosen", &fx, &sol, 1e-5);
 
     let fx = fixture("unbounded_logreg");
-    let mut obj = LogReg {
-        x: fx["X"].to_kind(Kind::Double),
-        y: fx["y"].shallow_clone(),
-        lam: fx["lam"].double_value(&[0]),
-        k: 5,
-        log: Log::default(),
-    };
+    let mut obj = LogReg::of(&fx, Log::default());
     let sol = minimize(&mut obj, &fx["x0"], &Bounds::None, &tight(), None).unwrap();
     assert_matches("unbounded_logreg", &fx, &sol, 1e-5);
 
@@ -394,10 +392,7 @@ fn iterates_never_leave_the_box() {
         let mut obj = Quad {
             a,
             b: bv,
-            log: Log {
-                box_: Some((lo.shallow_clone(), hi.shallow_clone())),
-                ..Log::default()
-            },
+            log: Log::boxed((lo.shallow_clone(), hi.shallow_clone())),
         };
         let bounds = Bounds::Tensors {
             lower: lo.shallow_clone(),
@@ -471,11 +466,7 @@ impl BatchObjective for NanFor {
 #[test]
 fn non_finite_problem_is_flagged_and_others_converge() {
     let fx = fixture("quad");
-    let quad = Quad {
-        a: fx["A"].shallow_clone(),
-        b: fx["b"].shallow_clone(),
-        log: Log::default(),
-    };
+    let quad = Quad::of(&fx, Log::default());
     let mut obj = NanFor(quad, 2);
     let sol = minimize(&mut obj, &fx["x0"], &tensor_bounds(&fx), &tight(), None).unwrap();
     assert_eq!(sol.termination[2], Termination::NonFinite);
@@ -488,52 +479,69 @@ fn non_finite_problem_is_flagged_and_others_converge() {
     }
 }
 
+/// The optimiser error of a result (panics on success or another error).
+fn optim_err<T>(r: blindspot::Result<T>) -> OptimError {
+    match r {
+        Err(Error::Optim(e)) => e,
+        Err(e) => panic!("expected an optimiser error, got {e}"),
+        Ok(_) => panic!("expected an optimiser error, got a result"),
+    }
+}
+
 #[test]
 fn bad_input_is_an_error() {
     let x0 = Tensor::zeros([2, 3], (Kind::Double, Device::Cpu));
-    let mut obj = Rosen {
-        log: Log::default(),
-    };
     let s = LbfgsbSettings::default();
-    let inval = |r: blindspot::Result<_>| matches!(r, Err(Error::Invalid(_)));
-    assert!(inval(s.with_history(0).map(|_| ())));
-    assert!(inval(s.with_pgtol(-1.0).map(|_| ())));
-    assert!(inval(s.with_factr(f64::NAN).map(|_| ())));
+    let run = |x: &Tensor, b: &Bounds, set: &LbfgsbSettings| {
+        let mut obj = Rosen {
+            log: Log::default(),
+        };
+        optim_err(minimize(&mut obj, x, b, set, None))
+    };
+    let setting = |e: OptimError| match e {
+        OptimError::Setting { name, .. } => name,
+        e => panic!("{e}"),
+    };
+    assert_eq!(setting(optim_err(s.with_history(0))), "history");
+    assert_eq!(setting(optim_err(s.with_pgtol(-1.0))), "pgtol");
+    assert_eq!(setting(optim_err(s.with_factr(f64::NAN))), "factr");
+    let e = optim_err(s.with_history(0)).to_string();
+    assert!(e.contains("`history` = 0") && e.contains(">= 1"), "{e}");
     let bad = LbfgsbSettings { history: 0, ..s };
-    assert!(inval(
-        minimize(&mut obj, &x0, &Bounds::None, &bad, None).map(|_| ())
-    ));
-    let bounds = Bounds::Scalar {
-        lower: 1.0,
-        upper: 0.0,
+    assert_eq!(setting(run(&x0, &Bounds::None, &bad)), "history");
+    let (lower, upper) = (1.0, 0.0);
+    let e = run(&x0, &Bounds::Scalar { lower, upper }, &s);
+    assert!(matches!(e, OptimError::ScalarBounds { .. }), "{e}");
+    let ones = |k: i64| Tensor::ones([k], (Kind::Double, Device::Cpu));
+    let zeros = |k: i64| Tensor::zeros([k], (Kind::Double, Device::Cpu));
+    let crossed = Bounds::Tensors {
+        lower: ones(3),
+        upper: zeros(3),
     };
-    assert!(inval(
-        minimize(&mut obj, &x0, &bounds, &s, None).map(|_| ())
-    ));
-    let bounds = Bounds::Tensors {
-        lower: Tensor::ones([3], (Kind::Double, Device::Cpu)),
-        upper: Tensor::zeros([3], (Kind::Double, Device::Cpu)),
+    let e = run(&x0, &crossed, &s);
+    assert!(matches!(e, OptimError::BoundsCrossed { count: 3 }), "{e}");
+    let wrong = Bounds::Tensors {
+        lower: zeros(4),
+        upper: ones(4),
     };
-    assert!(inval(
-        minimize(&mut obj, &x0, &bounds, &s, None).map(|_| ())
-    ));
-    let bounds = Bounds::Tensors {
-        lower: Tensor::zeros([4], (Kind::Double, Device::Cpu)),
-        upper: Tensor::ones([4], (Kind::Double, Device::Cpu)),
-    };
-    assert!(matches!(
-        minimize(&mut obj, &x0, &bounds, &s, None),
-        Err(Error::Shape(_))
-    ));
-    let nan = x0.full_like(f64::NAN);
-    assert!(inval(
-        minimize(&mut obj, &nan, &Bounds::None, &s, None).map(|_| ())
-    ));
-    let x1 = Tensor::zeros([3], (Kind::Double, Device::Cpu));
-    assert!(matches!(
-        minimize(&mut obj, &x1, &Bounds::None, &s, None),
-        Err(Error::Shape(_))
-    ));
+    let e = run(&x0, &wrong, &s);
+    assert!(
+        matches!(e, OptimError::BoundsShape { b: 2, n: 3, .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("[n] = [3] or [B, n] = [2, 3]"),
+        "{e}"
+    );
+    let e = run(&x0.full_like(f64::NAN), &Bounds::None, &s);
+    assert!(matches!(e, OptimError::StartNonFinite { count: 6 }), "{e}");
+    let e = run(&x0.to_kind(Kind::Int64), &Bounds::None, &s);
+    assert!(
+        matches!(e, OptimError::StartKind { kind: Kind::Int64 }),
+        "{e}"
+    );
+    let e = run(&zeros(3), &Bounds::None, &s);
+    assert!(matches!(e, OptimError::StartShape { .. }), "{e}");
     // An objective returning the wrong shape.
     struct Wrong;
     impl BatchObjective for Wrong {
@@ -541,10 +549,9 @@ fn bad_input_is_an_error() {
             Ok((x.sum(None::<Kind>), x.shallow_clone()))
         }
     }
-    assert!(matches!(
-        minimize(&mut Wrong, &x0, &Bounds::None, &s, None),
-        Err(Error::Shape(_))
-    ));
+    let e = optim_err(minimize(&mut Wrong, &x0, &Bounds::None, &s, None));
+    let scalar_f = matches!(&e, OptimError::ObjectiveShape { f, rows: 2, .. } if f.is_empty());
+    assert!(scalar_f, "{e}");
 }
 
 /// Benchmark, run by hand: `cargo test --test optim bench -- --ignored --nocapture`
@@ -578,13 +585,7 @@ fn unbounded_needs_no_more_evaluations_than_torch_lbfgs() {
         fx["torch_f"].double_value(&[0]),
         fx["torch_evals"].double_value(&[0]) as usize,
     );
-    let mut obj = LogReg {
-        x: fx["X"].to_kind(Kind::Double),
-        y: fx["y"].shallow_clone(),
-        lam: fx["lam"].double_value(&[0]),
-        k: 5,
-        log: Log::default(),
-    };
+    let mut obj = LogReg::of(&fx, Log::default());
     let mut obs = StopAtF(torch_f, 0);
     let sol = minimize(&mut obj, &fx["x0"], &Bounds::None, &tight(), Some(&mut obs)).unwrap();
     assert!(sol.f.double_value(&[0]) <= torch_f, "{:?}", sol.termination);

@@ -15,7 +15,7 @@
 //! to [`TorchScriptClassifier::load_with_shape`] (default `[3, 224, 224]`). The number of classes is read
 //! from one forward pass on a zero image, which also checks that the output is [1, classes].
 
-use super::Classifier;
+use super::{Classifier, ModelError};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use tch::{CModule, Device, IValue, Kind, Tensor};
@@ -144,24 +144,27 @@ impl TorchScriptClassifier {
             layers,
             has_layer_method,
         };
-        // One forward pass on a zero image: number of classes and a check of the output shape.
+        me.num_classes = me.read_num_classes()?;
+        Ok(me)
+    }
+
+    /// One forward pass on a zero image: the number of classes, and a check that the output is logits.
+    fn read_num_classes(&self) -> Result<i64> {
         let _g = tch::no_grad_guard();
         let mut shape = vec![1i64];
-        shape.extend(&me.input_shape);
-        let x = Tensor::zeros(shape.as_slice(), (Kind::Float, device));
-        let out = me.run_forward(&x)?;
+        shape.extend(&self.input_shape);
+        let x = Tensor::zeros(shape.as_slice(), (Kind::Float, self.device));
+        let out = self.run_forward(&x)?; // [1, classes]
         let s = out.size();
         if s.len() != 2 || s[0] != 1 || s[1] < 1 {
-            return Err(Error::Shape(format!(
-                "{}: the model's output for one input {:?} has shape {:?}; a classifier must return \
-                 logits [B, classes]",
-                path.display(),
-                shape,
-                s
-            )));
+            return Err(ModelError::NotLogits {
+                path: self.path.clone(),
+                input: shape,
+                got: s,
+            }
+            .into());
         }
-        me.num_classes = s[1];
-        Ok(me)
+        Ok(s[1])
     }
 
     /// The file the model was loaded from.
@@ -176,21 +179,22 @@ impl TorchScriptClassifier {
 
     fn run_forward(&self, x: &Tensor) -> Result<Tensor> {
         self.module.forward_ts(&[x]).map_err(|e| {
-            Error::Invalid(format!(
-                "{}: forward failed for an input of shape {:?}: {}",
-                self.path.display(),
-                x.size(),
-                first_line(&e.to_string())
-            ))
+            ModelError::Forward {
+                path: self.path.clone(),
+                input: x.size(),
+                msg: first_line(&e.to_string()),
+            }
+            .into()
         })
     }
 
     fn unknown_layer(&self, name: &str) -> Error {
-        Error::Invalid(format!(
-            "unknown layer `{name}` in {}; available layers: {}",
-            self.path.display(),
-            self.layer_names().join(", ")
-        ))
+        ModelError::UnknownLayer {
+            model: self.path.display().to_string(),
+            layer: name.to_string(),
+            available: self.layer_names(),
+        }
+        .into()
     }
 }
 
@@ -224,13 +228,13 @@ impl Classifier for TorchScriptClassifier {
         let out = self.run_forward(x)?; // [B, classes]
         let s = out.size();
         if s.len() != 2 || s[0] != x.size()[0] || s[1] != self.num_classes {
-            return Err(Error::Shape(format!(
-                "{}: output {:?} for input {:?}; expected [B, {}]",
-                self.path.display(),
-                s,
-                x.size(),
-                self.num_classes
-            )));
+            return Err(ModelError::LogitsShape {
+                path: self.path.clone(),
+                input: x.size(),
+                got: s,
+                expected: vec![x.size()[0], self.num_classes],
+            }
+            .into());
         }
         Ok(out)
     }
@@ -261,29 +265,27 @@ impl Classifier for TorchScriptClassifier {
                     IValue::String(name.into()),
                 ],
             )
-            .map_err(|e| {
-                Error::Invalid(format!(
-                    "{}: layer(x, \"{name}\") failed: {}",
-                    self.path.display(),
-                    first_line(&e.to_string())
-                ))
+            .map_err(|e| ModelError::LayerCall {
+                path: self.path.clone(),
+                layer: name.to_string(),
+                msg: first_line(&e.to_string()),
             })?;
-        match out {
-            IValue::Tensor(t) => {
-                if t.dim() == 0 || t.size()[0] != x.size()[0] {
-                    return Err(Error::Shape(format!(
-                        "{}: layer `{name}` returned {:?} for a batch of {}; expected [B, ...]",
-                        self.path.display(),
-                        t.size(),
-                        x.size()[0]
-                    )));
-                }
-                Ok(t)
+        let batch = x.size()[0];
+        let bad = |got: String| -> Error {
+            ModelError::LayerOutput {
+                path: self.path.clone(),
+                layer: name.to_string(),
+                got,
+                batch,
             }
-            _ => Err(Error::Invalid(format!(
-                "{}: layer(x, \"{name}\") must return a Tensor",
-                self.path.display()
-            ))),
+            .into()
+        };
+        match out {
+            IValue::Tensor(t) if t.dim() == 0 || t.size()[0] != batch => {
+                Err(bad(format!("{:?}", t.size())))
+            }
+            IValue::Tensor(t) => Ok(t),
+            _ => Err(bad("a value that is not a Tensor".into())),
         }
     }
 }

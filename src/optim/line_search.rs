@@ -20,6 +20,8 @@
 //! `φ'(t) = ∇f(x(t))ᵀ d_free(t)` where `d_free(t)` zeroes the coordinates clipped at `t`; φ is then
 //! piecewise smooth and the same search applies.
 
+use super::OptimError;
+
 /// Settings of the strong-Wolfe line search.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WolfeSettings {
@@ -50,21 +52,18 @@ impl WolfeSettings {
     pub fn validate(&self) -> crate::Result<()> {
         let ok = self.c1 > 0.0 && self.c1 < self.c2 && self.c2 < 1.0;
         if !ok || !self.c1.is_finite() || !self.c2.is_finite() {
-            return Err(crate::Error::Invalid(format!(
-                "line search needs 0 < c1 < c2 < 1, got c1 = {}, c2 = {}",
-                self.c1, self.c2
-            )));
+            return Err(OptimError::WolfeConstants {
+                c1: self.c1,
+                c2: self.c2,
+            }
+            .into());
         }
         if !(self.tolerance_change >= 0.0 && self.tolerance_change.is_finite()) {
-            return Err(crate::Error::Invalid(format!(
-                "line search tolerance_change must be finite and >= 0, got {}",
-                self.tolerance_change
-            )));
+            let v = self.tolerance_change;
+            return Err(OptimError::line_search("tolerance_change", v, "finite and >= 0").into());
         }
         if self.max_evals == 0 {
-            return Err(crate::Error::Invalid(
-                "line search max_evals must be >= 1".into(),
-            ));
+            return Err(OptimError::line_search("max_evals", self.max_evals, ">= 1").into());
         }
         Ok(())
     }
@@ -73,7 +72,7 @@ impl WolfeSettings {
 /// Minimiser of the cubic interpolating (x1, f1, g1) and (x2, f2, g2), clamped to `bounds` (default: the
 /// interval between x1 and x2). Falls back to the middle of the bounds when the cubic has no minimiser or
 /// an input is not finite. Same formula as PyTorch's `_cubic_interpolate`.
-pub fn cubic_interpolate(
+pub(crate) fn cubic_interpolate(
     x1: f64,
     f1: f64,
     g1: f64,
@@ -110,16 +109,16 @@ enum Phase {
 
 /// What the engine should do after [`StrongWolfe::update`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Update {
+pub(crate) struct Update {
     /// The point just evaluated is the new best point (the engine keeps its gradient).
-    pub new_best: bool,
+    pub(crate) new_best: bool,
     /// `Some(t)`: evaluate next at step t. `None`: the search is over; read [`StrongWolfe::best`].
-    pub next: Option<f64>,
+    pub(crate) next: Option<f64>,
 }
 
 /// One problem's strong-Wolfe line search along φ(t) = f(x(t)), φ(0) = f0, φ'(0) = gtd0 < 0.
 #[derive(Clone, Debug)]
-pub struct StrongWolfe {
+pub(crate) struct StrongWolfe {
     set: WolfeSettings,
     f0: f64,
     gtd0: f64,
@@ -145,7 +144,7 @@ pub struct StrongWolfe {
 
 impl StrongWolfe {
     /// Start a search at step `t_init` > 0 for a descent direction (`gtd0 < 0`); `d_norm` = max|d|.
-    pub fn new(f0: f64, gtd0: f64, t_init: f64, d_norm: f64, set: WolfeSettings) -> Self {
+    pub(crate) fn new(f0: f64, gtd0: f64, t_init: f64, d_norm: f64, set: WolfeSettings) -> Self {
         StrongWolfe {
             set,
             f0,
@@ -168,22 +167,22 @@ impl StrongWolfe {
     }
 
     /// The step to evaluate now.
-    pub fn trial(&self) -> f64 {
+    pub(crate) fn trial(&self) -> f64 {
         self.t
     }
 
     /// Evaluations made so far by this search.
-    pub fn evals(&self) -> usize {
+    pub(crate) fn evals(&self) -> usize {
         self.evals
     }
 
     /// Best point found: (t, φ(t)); t = 0 means no point satisfying sufficient decrease was found.
-    pub fn best(&self) -> (f64, f64) {
+    pub(crate) fn best(&self) -> (f64, f64) {
         (self.best_t, self.best_f)
     }
 
     /// True when the best point has a strictly lower objective than the start.
-    pub fn succeeded(&self) -> bool {
+    pub(crate) fn succeeded(&self) -> bool {
         self.best_t > 0.0 && self.best_f < self.f0
     }
 
@@ -201,7 +200,7 @@ impl StrongWolfe {
     }
 
     /// Feed φ(t), φ'(t) at the current trial step; returns what to do next.
-    pub fn update(&mut self, f_new: f64, gtd_new: f64) -> Update {
+    pub(crate) fn update(&mut self, f_new: f64, gtd_new: f64) -> Update {
         let (f_new, gtd_new) = if f_new.is_finite() && gtd_new.is_finite() {
             (f_new, gtd_new)
         } else {
