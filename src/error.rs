@@ -38,6 +38,8 @@ pub enum Error {
     Torch(#[from] tch::TchError),
     #[error("{0}")]
     Other(String),
+    #[error(transparent)]
+    Spectral(#[from] crate::spectral::SpectralError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

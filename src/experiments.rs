@@ -122,12 +122,6 @@ struct UnitsCli {
     args: crate::units::UnitsArgs,
 }
 
-#[derive(clap::Parser)]
-struct SpectralCli {
-    #[command(flatten)]
-    args: crate::spectral::SpectralArgs,
-}
-
 fn parse_args<P: clap::Parser>(what: &str, argv: Vec<String>) -> Result<P> {
     P::try_parse_from(argv).map_err(|e| Error::Invalid(format!("{what}: {e}")))
 }
@@ -407,30 +401,24 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
         );
         let label = format!("spectral/{}", sp.model);
         stage(&dir, &label, &fp, opts.force, &mut runlog, |d| {
-            let mut argv: Vec<String> = [
-                "spectral",
-                "--model",
-                &model.to_string_lossy(),
-                "--out",
-                &d.to_string_lossy(),
-                "--mode",
-                &sp.mode,
-                "--device",
-                &exp.device,
-                "--seed",
-                &exp.seed.to_string(),
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            if let Some(s) = &sp.spec {
-                argv.extend(["--spec".to_string(), s.to_string_lossy().into_owned()]);
-            }
-            if let Some(s) = &sp.input_shape {
-                argv.extend(["--input-shape".to_string(), s.clone()]);
-            }
-            let cli: SpectralCli = parse_args(&label, argv)?;
-            crate::spectral::run(&cli.args).map(|_| ())
+            use crate::spectral::{SpectralError, SpectralSpec};
+            let mode = sp.mode.parse().map_err(SpectralError::from)?;
+            let seed =
+                i64::try_from(exp.seed).map_err(|_| SpectralError::Seed { seed: exp.seed })?;
+            let device = crate::device::parse_device(&exp.device)?;
+            let spec = SpectralSpec {
+                layer_spec: sp.spec.clone(),
+                input_shape: sp
+                    .input_shape
+                    .as_deref()
+                    .map(crate::spectral::parse_shape)
+                    .transpose()?,
+                mode,
+                seed,
+                ..SpectralSpec::new(&model)
+            };
+            crate::spectral::run(&spec, d, device)?;
+            crate::report::spectral::render(d)
         })?;
     }
     for t in &exp.transfer {

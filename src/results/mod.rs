@@ -2,6 +2,7 @@
 //! Markdown, adversarial sets, summaries, done-markers). Every module may use it; it imports no analysis
 //! module (attack, units, spectral, train, experiments, report), so the report can be drawn from files alone.
 
+pub mod spectral;
 pub mod table;
 
 pub use table::{pct, Table};
