@@ -54,6 +54,8 @@ pub enum Error {
     Other(String),
     #[error("benchmark peer {}: {msg}", program.display())]
     Peer { program: PathBuf, msg: String },
+    #[error(transparent)]
+    Spectral(#[from] crate::spectral::SpectralError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -387,3 +387,79 @@ fn transfer_stage_and_command() {
         "{t}"
     );
 }
+
+#[test]
+fn spectral_command_and_stage() {
+    let d = tempfile::tempdir().unwrap();
+    let fx = root().join("tests/fixtures/spectral");
+    let (model, spec) = (fx.join("custom.pt"), fx.join("custom.yaml"));
+    let (model, spec) = (model.to_str().unwrap(), spec.to_str().unwrap());
+    let o = run(
+        &[
+            "spectral",
+            "--model",
+            model,
+            "--spec",
+            spec,
+            "--input-shape",
+            "4,23,19",
+            "--out",
+            "sp",
+            "--mode",
+            "circular",
+            "--ascent-steps",
+            "2",
+        ],
+        d.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("layer rows, product bound (FFT, guaranteed)") && t.contains("-> sp/bounds.csv"),
+        "{t}"
+    );
+    for f in ["bounds.csv", "bounds.json", "table5.md", "spectrum.png"] {
+        assert!(d.path().join("sp").join(f).exists(), "missing {f}");
+    }
+    // An unknown mode is a usage error that lists the modes.
+    let o = run(
+        &[
+            "spectral", "--model", model, "--out", "x", "--mode", "diagonal",
+        ],
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("[possible values: circular, zero, both]"));
+    // A bad --input-shape is an error naming the option.
+    let o = run(
+        &[
+            "spectral",
+            "--model",
+            model,
+            "--out",
+            "x",
+            "--input-shape",
+            "4,x",
+        ],
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("--input-shape `4,x`"), "{}", text(&o));
+    // The same analysis as an experiment stage: outputs in the stage folder, its table in the report.
+    let yaml = format!(
+        "name: sp\nmodels: []\nspectral:\n  - {{model: {model}, spec: {spec}, input_shape: \"4,23,19\", mode: zero}}\n"
+    );
+    std::fs::write(d.path().join("sp.yaml"), yaml).unwrap();
+    let o = run(&["run", "sp.yaml"], d.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let stage = d.path().join("runs/sp/spectral/custom");
+    for f in ["bounds.csv", "bounds.json", "table5.md", "spectrum.png"] {
+        assert!(stage.join(f).exists(), "missing {f}");
+    }
+    let report = std::fs::read_to_string(d.path().join("runs/sp/report.md")).unwrap();
+    assert!(report.contains("## Spectral bounds of"), "{report}");
+    assert!(
+        report.contains("iterative") || report.contains("zero pad"),
+        "{report}"
+    );
+}

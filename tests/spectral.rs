@@ -233,7 +233,7 @@ fn linear_layers_vs_reference_svd() {
 // Whole-network tests on TorchScript fixtures from scripts/make_spectral_fixtures.py (scipy references).
 
 use blindspot::spectral::network::{self, Spec};
-use blindspot::spectral::{analyse, AnalyseOptions, Mode, SpectralArgs};
+use blindspot::spectral::{analyse, AnalyseOptions, Mode, SpectralError, SpectralSpec};
 use std::path::{Path, PathBuf};
 
 /// The analysis in circular mode with default options.
@@ -459,6 +459,7 @@ fn write_zoo(dir: &Path) {
     )
     .unwrap();
     let model = serde_json::json!({
+        "format": "blindspot-model/1",
         "name": "conv-test",
         "architecture": {
             "input_shape": [1, 12, 12],
@@ -481,24 +482,43 @@ fn zoo_folder_end_to_end() {
     let model = tmp.path().join("zoo");
     write_zoo(&model);
     let out = tmp.path().join("out");
-    let args = SpectralArgs {
-        model: model.clone(),
-        spec: None,
-        input_shape: None,
-        out: out.clone(),
-        mode: Mode::Both,
-        device: "cpu".into(),
+    let spec = SpectralSpec {
         tol: 1e-8,
         max_iter: 1000,
-        no_zero_lower: false,
         ascent_steps: 30,
         ascent_starts: 3,
-        seed: 0,
+        ..SpectralSpec::new(&model)
     };
-    let rep = blindspot::spectral::run(&args).unwrap();
+    let rep = blindspot::spectral::run(&spec, &out, tch::Device::Cpu).unwrap();
+    // The analysis writes the result files; the report draws from them alone.
+    assert!(out.join("bounds.json").exists() && !out.join("table5.md").exists());
+    // Read back from bounds.json: the same rows (serde_json's default float parser may be 1 ulp off).
+    let back = blindspot::results::spectral::read(&out).unwrap();
+    assert_eq!(back.analysis.rows.len(), rep.analysis.rows.len());
+    for (b, r) in back.analysis.rows.iter().zip(&rep.analysis.rows) {
+        assert_eq!(
+            (&b.layer, &b.method, b.lower.is_some()),
+            (&r.layer, &r.method, r.lower.is_some())
+        );
+        assert!(
+            (b.upper - r.upper).abs() <= 4.0 * f64::EPSILON * r.upper.abs(),
+            "{b:?} vs {r:?}"
+        );
+    }
+    assert_eq!(back.layers, rep.layers);
+    blindspot::report::spectral::render(&out).unwrap();
     for f in ["bounds.csv", "bounds.json", "table5.md", "spectrum.png"] {
         assert!(out.join(f).exists(), "missing {f}");
     }
+    let md = std::fs::read_to_string(out.join("table5.md")).unwrap();
+    assert!(md.contains("| conv1 | 4x1x3x3 | 1 | 1x12x12 |"), "{md}");
+    assert_eq!(
+        rep.layers
+            .iter()
+            .map(|l| l.kind.as_str())
+            .collect::<Vec<_>>(),
+        ["conv2d", "relu", "max_pool2d", "flatten", "linear"]
+    );
     let csv = std::fs::read_to_string(out.join("bounds.csv")).unwrap();
     assert_eq!(
         csv.lines().next().unwrap(),
@@ -614,6 +634,61 @@ fn bad_inputs_name_the_layer() {
 }
 
 #[test]
+fn errors_are_specific_variants_with_context() {
+    let yaml = std::fs::read_to_string(fixture("custom.yaml")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("s.yaml");
+    std::fs::write(&p, yaml.replace("head.fc", "head.fc9")).unwrap();
+    let e = network::load(
+        &fixture("custom.pt"),
+        Some(&p),
+        Some(&[4, 23, 19]),
+        tch::Device::Cpu,
+    )
+    .unwrap_err();
+    match e {
+        blindspot::Error::Spectral(SpectralError::MissingParam { layer, param, .. }) => {
+            assert_eq!(
+                (layer.as_str(), param.as_str()),
+                ("head.fc9", "head.fc9.weight")
+            );
+        }
+        e => panic!("expected MissingParam, got {e:?}"),
+    }
+    std::fs::write(&p, yaml.replace("in_channels: 4", "in_channels: 8")).unwrap();
+    let e = network::load(
+        &fixture("custom.pt"),
+        Some(&p),
+        Some(&[4, 23, 19]),
+        tch::Device::Cpu,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            blindspot::Error::Spectral(SpectralError::SpecContradicts { field: "in_channels", spec_value, .. })
+                if spec_value == "8"
+        ),
+        "{e:?}"
+    );
+    let e = blindspot::spectral::parse_shape("3,x,4").unwrap_err();
+    assert!(
+        matches!(&e, blindspot::Error::Spectral(SpectralError::InputShapeText { text }) if text == "3,x,4"),
+        "{e:?}"
+    );
+    // A zoo folder is read through ZooModel::load: a model.json without the format tag is refused.
+    let model = tmp.path().join("zoo");
+    write_zoo(&model);
+    let mut json: serde_json::Value = blindspot::io::read_json(&model.join("model.json")).unwrap();
+    json.as_object_mut().unwrap().remove("format");
+    blindspot::io::write_json(&model.join("model.json"), &json).unwrap();
+    let e = network::load(&model, None, None, tch::Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("format"), "{e}");
+}
+
+#[test]
 fn max_pool_factor_brute_force() {
     use blindspot::spectral::pool::max_pool_lipschitz;
     // Non-overlapping windows: 1; 3×3 stride 2: 2; 3×3 stride 1: 3.
@@ -653,6 +728,6 @@ fn bench_alexnet() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
-    let r = blindspot::spectral::bench(Path::new(&p), &[3, 224, 224], 1e-6, cap).unwrap();
+    let r = blindspot::bench::spectral::bench(Path::new(&p), &[3, 224, 224], 1e-6, cap).unwrap();
     println!("{}", serde_json::to_string_pretty(&r).unwrap());
 }

@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod fwd_bwd;
+pub mod spectral;
 
 use std::time::Instant;
 

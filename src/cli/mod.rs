@@ -14,6 +14,8 @@ mod attack;
 mod transfer;
 use std::path::PathBuf;
 
+mod spectral;
+
 #[derive(Parser)]
 #[command(
     name = "blindspot",
@@ -94,7 +96,7 @@ enum Cmd {
     /// Spectral analysis (paper §4.3, Table 5): exact lower and upper frame bounds of every linear layer of a
     /// zoo model or a TorchScript conv net (AlexNet layout needs no spec), pooling factors, the product
     /// bound and an empirical Lipschitz ratio.
-    Spectral(blindspot::spectral::SpectralArgs),
+    Spectral(spectral::SpectralArgs),
     /// Cross-model generalisation (paper §4.2, Tables 2 and 4): the error of several models on the
     /// adversarials made for each of them (attack output folders), plus Gaussian-noise and amplified rows.
     Transfer(transfer::TransferArgs),
@@ -239,19 +241,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         }
         Cmd::Transfer(a) => transfer::run(&a)?,
         Cmd::Attack(a) => attack::run(&a)?,
-        Cmd::Spectral(a) => {
-            let r = blindspot::spectral::run(&a)?;
-            println!(
-                "{}: {} layer rows, product bound (FFT, guaranteed) {:.4}{}; empirical ratio {} ({:.1} s) -> {}",
-                r.source,
-                r.analysis.rows.len(),
-                r.analysis.product_fft_bound,
-                r.analysis.product_exact.map(|p| format!(", exact zero-padded product {p:.4}")).unwrap_or_default(),
-                r.empirical.as_ref().map(|e| format!("{:.4}", e.ratio)).unwrap_or_else(|| "not computed".into()),
-                r.seconds,
-                a.out.join("bounds.csv").display()
-            );
-        }
+        Cmd::Spectral(a) => spectral::run(&a)?,
         Cmd::Bench { which } => match which {
             BenchCmd::FwdBwd {
                 reps,

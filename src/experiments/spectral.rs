@@ -2,7 +2,7 @@
 
 use super::stage::{model_fingerprint, model_needs, Ctx, Stage, STAGE_VERSION};
 use crate::config::{Experiment, SpectralStage};
-use crate::{Error, Result};
+use crate::Result;
 use std::path::{Path, PathBuf};
 
 /// The folder of a spectral stage.
@@ -13,12 +13,6 @@ pub(crate) fn spectral_dir(run_dir: &Path, sp: &SpectralStage) -> PathBuf {
 /// The frame bounds of one model.
 pub(crate) struct SpectralRun<'a> {
     pub stage: &'a SpectralStage,
-}
-
-#[derive(clap::Parser)]
-struct SpectralCli {
-    #[command(flatten)]
-    args: crate::spectral::SpectralArgs,
 }
 
 impl Stage for SpectralRun<'_> {
@@ -39,33 +33,24 @@ impl Stage for SpectralRun<'_> {
         }))
     }
     fn run(&self, ctx: &Ctx, d: &Path) -> Result<()> {
-        use clap::Parser;
+        use crate::spectral::{SpectralError, SpectralSpec};
         let sp = self.stage;
         let model = ctx.exp.model_path(&sp.model);
-        let mut argv: Vec<String> = [
-            "spectral",
-            "--model",
-            &model.to_string_lossy(),
-            "--out",
-            &d.to_string_lossy(),
-            "--mode",
-            &sp.mode,
-            "--device",
-            &ctx.exp.device,
-            "--seed",
-            &ctx.exp.seed.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if let Some(s) = &sp.spec {
-            argv.extend(["--spec".to_string(), s.to_string_lossy().into_owned()]);
-        }
-        if let Some(s) = &sp.input_shape {
-            argv.extend(["--input-shape".to_string(), s.clone()]);
-        }
-        let cli = SpectralCli::try_parse_from(argv)
-            .map_err(|e| Error::Invalid(format!("{}: {e}", self.label())))?;
-        crate::spectral::run(&cli.args).map(|_| ())
+        let mode = sp.mode.parse().map_err(SpectralError::from)?;
+        let seed =
+            i64::try_from(ctx.exp.seed).map_err(|_| SpectralError::Seed { seed: ctx.exp.seed })?;
+        let spec = SpectralSpec {
+            layer_spec: sp.spec.clone(),
+            input_shape: sp
+                .input_shape
+                .as_deref()
+                .map(crate::spectral::parse_shape)
+                .transpose()?,
+            mode,
+            seed,
+            ..SpectralSpec::new(&model)
+        };
+        crate::spectral::run(&spec, d, ctx.device)?;
+        crate::report::spectral::render(d)
     }
 }

@@ -10,6 +10,7 @@ pub mod fonts;
 pub mod grid;
 pub mod paper;
 pub mod run;
+pub mod spectral;
 pub mod transfer;
 
 pub use error::ReportError;

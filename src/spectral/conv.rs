@@ -17,7 +17,8 @@
 //! that torus ([`zero_bound_torus`]) is an upper bound for it; the exact value comes from
 //! [`super::power`] through [`ConvOp`] (conv2d and its adjoint conv_transpose2d).
 
-use crate::{Error, Result};
+use super::SpectralError;
+use crate::Result;
 use tch::{Kind, Tensor};
 
 /// Geometry of a 2-D convolution, `[h, w]` pairs as in PyTorch.
@@ -49,20 +50,26 @@ impl ConvGeom {
         if ok {
             Ok(())
         } else {
-            Err(Error::Invalid(format!(
-                "layer `{layer}`: stride and dilation must be ≥ 1, padding ≥ 0 and groups ≥ 1, got {self:?}"
-            )))
+            Err(SpectralError::ConvGeometry {
+                layer: layer.to_string(),
+                geom: *self,
+            }
+            .into())
         }
     }
 }
 
 /// Extent of the dilated kernel: `d·(k − 1) + 1`.
-pub fn dilated_extent(k: i64, d: i64) -> i64 {
+pub(crate) fn dilated_extent(k: i64, d: i64) -> i64 {
     d * (k - 1) + 1
 }
 
 /// Output size of a zero-padded convolution (PyTorch's formula), or `None` if the input is too small.
-pub fn conv_output_size(input: [i64; 2], kernel: [i64; 2], g: &ConvGeom) -> Option<[i64; 2]> {
+pub(crate) fn conv_output_size(
+    input: [i64; 2],
+    kernel: [i64; 2],
+    g: &ConvGeom,
+) -> Option<[i64; 2]> {
     let mut out = [0; 2];
     for i in 0..2 {
         let span = input[i] + 2 * g.padding[i] - dilated_extent(kernel[i], g.dilation[i]);
@@ -101,23 +108,28 @@ pub fn zero_bound_torus(input: [i64; 2], g: &ConvGeom) -> [i64; 2] {
 pub fn frequency_blocks(weight: &Tensor, g: &ConvGeom, torus: [i64; 2]) -> Result<Tensor> {
     let ws = weight.size();
     if ws.len() != 4 {
-        return Err(Error::Shape(format!(
-            "conv weight must be [F, C/groups, kh, kw], got {ws:?}"
-        )));
+        return Err(SpectralError::WeightShape {
+            what: "conv",
+            want: "[F, C/groups, kh, kw]",
+            shape: ws,
+        }
+        .into());
     }
     let (f, cg, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
     if f % g.groups != 0 {
-        return Err(Error::Shape(format!(
-            "conv weight {ws:?}: {f} output channels are not divisible by groups = {}",
-            g.groups
-        )));
+        return Err(SpectralError::Groups {
+            shape: ws,
+            groups: g.groups,
+        }
+        .into());
     }
     let (sh, sw) = (g.stride[0], g.stride[1]);
     if torus[0] % sh != 0 || torus[1] % sw != 0 || torus[0] <= 0 || torus[1] <= 0 {
-        return Err(Error::Invalid(format!(
-            "torus {torus:?} must be positive multiples of the stride {:?}",
-            g.stride
-        )));
+        return Err(SpectralError::Torus {
+            torus,
+            stride: g.stride,
+        }
+        .into());
     }
     let (mh, mw) = (torus[0] / sh, torus[1] / sw);
     let w = weight.to_kind(Kind::Double);
@@ -196,7 +208,10 @@ pub fn fft_bounds(weight: &Tensor, g: &ConvGeom, torus: [i64; 2]) -> Result<(f64
     let s = fft_singular_values(weight, g, torus)?;
     let n = s.size()[0];
     if n == 0 {
-        return Err(Error::Numeric("empty spectrum".into()));
+        return Err(SpectralError::Empty {
+            what: "the circular convolution",
+        }
+        .into());
     }
     let upper = s.double_value(&[0]);
     let lower = s.double_value(&[n - 1]);
@@ -217,20 +232,22 @@ impl ConvOp {
     pub fn new(weight: &Tensor, geom: ConvGeom, input: [i64; 3]) -> Result<Self> {
         let ws = weight.size();
         if ws.len() != 4 || ws[1] * geom.groups != input[0] {
-            return Err(Error::Shape(format!(
-                "conv weight {ws:?} with groups = {} does not take {} input channels",
-                geom.groups, input[0]
-            )));
+            return Err(SpectralError::OperatorChannels {
+                shape: ws,
+                groups: geom.groups,
+                channels: input[0],
+            }
+            .into());
         }
         let out =
             conv_output_size([input[1], input[2]], [ws[2], ws[3]], &geom).ok_or_else(|| {
-                Error::Shape(format!(
-                    "input {input:?} is smaller than the dilated kernel {:?} plus padding",
-                    [
+                SpectralError::OperatorInputTooSmall {
+                    input,
+                    kernel: [
                         dilated_extent(ws[2], geom.dilation[0]),
-                        dilated_extent(ws[3], geom.dilation[1])
-                    ]
-                ))
+                        dilated_extent(ws[3], geom.dilation[1]),
+                    ],
+                }
             })?;
         let mut op = [0; 2];
         for i in 0..2 {

@@ -2,7 +2,8 @@
 //! singular values of these matrices are what the FFT and iterative methods must reproduce.
 
 use super::conv::{ConvGeom, ConvOp};
-use crate::{Error, Result};
+use super::SpectralError;
+use crate::Result;
 use tch::{Kind, Tensor};
 
 /// Largest operator (rows × cols) that [`zero_conv_matrix`] / [`circular_conv_matrix`] will build.
@@ -30,16 +31,22 @@ pub fn zero_conv_matrix(op: &ConvOp) -> Result<Tensor> {
 pub fn circular_conv_matrix(weight: &Tensor, g: &ConvGeom, torus: [i64; 2]) -> Result<Tensor> {
     let ws = weight.size();
     if ws.len() != 4 {
-        return Err(Error::Shape(format!("conv weight must be 4-D, got {ws:?}")));
+        return Err(SpectralError::WeightShape {
+            what: "conv",
+            want: "4-D [F, C/groups, kh, kw]",
+            shape: ws,
+        }
+        .into());
     }
     let (f, cg, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
     let c = cg * g.groups;
     let (nh, nw) = (torus[0], torus[1]);
     if nh % g.stride[0] != 0 || nw % g.stride[1] != 0 {
-        return Err(Error::Invalid(format!(
-            "torus {torus:?} is not a multiple of the stride {:?}",
-            g.stride
-        )));
+        return Err(SpectralError::Torus {
+            torus,
+            stride: g.stride,
+        }
+        .into());
     }
     let (mh, mw) = (nh / g.stride[0], nw / g.stride[1]);
     let (rows, cols) = (f * mh * mw, c * nh * nw);
@@ -79,9 +86,12 @@ pub fn circular_conv_matrix(weight: &Tensor, g: &ConvGeom, torus: [i64; 2]) -> R
 
 fn check_size(n: i64, m: i64) -> Result<()> {
     if n.saturating_mul(m) > MAX_DENSE_ENTRIES {
-        return Err(Error::Invalid(format!(
-            "dense operator of {m} × {n} entries is too large (limit {MAX_DENSE_ENTRIES})"
-        )));
+        return Err(SpectralError::DenseTooLarge {
+            rows: m,
+            cols: n,
+            limit: MAX_DENSE_ENTRIES,
+        }
+        .into());
     }
     Ok(())
 }
@@ -107,9 +117,12 @@ pub fn singular_values(a: &Tensor) -> Result<Tensor> {
 pub fn linear_singular_values(w: &Tensor, svd_limit: i64) -> Result<(Tensor, &'static str)> {
     let sz = w.size();
     if sz.len() != 2 {
-        return Err(Error::Shape(format!(
-            "linear weight must be [out, in], got {sz:?}"
-        )));
+        return Err(SpectralError::WeightShape {
+            what: "linear",
+            want: "[out, in]",
+            shape: sz,
+        }
+        .into());
     }
     let w = w.to_kind(Kind::Double);
     let k = sz[0].min(sz[1]);

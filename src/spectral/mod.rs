@@ -1,96 +1,160 @@
-//! Spectral analysis of instability (§4.3, Table 5): exact per-layer frame bounds.
+//! Spectral analysis of instability (§4.3, Table 5): exact per-layer frame bounds, their product as a
+//! whole-network Lipschitz bound, and the empirical ratio found by gradient ascent beside it.
+//!
+//! | paper | module |
+//! |---|---|
+//! | conv layers: the Fourier formula of §4.3 (normalisation corrected) | [`conv`] |
+//! | zero-padded convs exactly (what torch applies): Lanczos on `AᵀA` | [`power`] |
+//! | fully connected layers; dense references of every operator | [`dense`] |
+//! | max-pooling, average pooling, local response normalisation | [`pool`] |
+//! | the layer walk over a network (zoo folder, TorchScript + layer spec) | [`network`], [`analysis`] |
+//! | "how loose is the bound": gradient ascent on the Lipschitz ratio | [`empirical`] |
+//!
+//! Entry point: [`run`] on a [`SpectralSpec`] writes `bounds.csv` and `bounds.json` (the types of
+//! `crate::results::spectral`); `crate::report::spectral` renders `table5.md` and `spectrum.png` from them.
 
 pub mod analysis;
 pub mod conv;
 pub mod dense;
+pub mod empirical;
+mod error;
 pub mod network;
 pub mod pool;
 pub mod power;
-pub mod report;
 
-use crate::{Error, Result};
-use std::path::PathBuf;
+pub use crate::results::spectral::{
+    Analysis, Empirical, IterRecord, LayerInfo, Mode, Row, SpectralReport, Spectrum,
+};
+pub use analysis::{analyse, AnalyseOptions};
+pub use empirical::empirical_ratio;
+pub use error::SpectralError;
 
-pub use analysis::{analyse, empirical_ratio, AnalyseOptions, Analysis, Empirical, Mode, Row};
+use crate::Result;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
-/// `blindspot spectral`: per-layer frame bounds (Table 5), product bound and empirical ratio.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SpectralArgs {
+/// One spectral analysis (`blindspot spectral`, a `spectral:` stage): the model and how to analyse it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpectralSpec {
     /// A zoo model folder (model.json + weights.safetensors) or a TorchScript file (.pt).
-    #[arg(long)]
     pub model: PathBuf,
-    /// YAML layer spec for TorchScript models not in torchvision's AlexNet layout (docs/spectral.md).
-    #[arg(long)]
-    pub spec: Option<PathBuf>,
-    /// Input shape C,H,W (required for TorchScript; zoo folders default to their own).
-    #[arg(long)]
-    pub input_shape: Option<String>,
-    /// Output folder.
-    #[arg(long)]
-    pub out: PathBuf,
+    /// YAML layer spec for TorchScript models not in torchvision's AlexNet layout (`--spec`,
+    /// `docs/spectral.md`); zoo folders default to their own architecture.
+    #[serde(default)]
+    pub layer_spec: Option<PathBuf>,
+    /// Per-example input shape `[C, H, W]` (required for TorchScript; zoo folders default to their own).
+    #[serde(default)]
+    pub input_shape: Option<Vec<i64>>,
     /// Conv boundary handling: circular (FFT, exact), zero (torch's zero padding, Lanczos), both.
-    #[arg(long, value_enum, default_value_t = Mode::Both)]
+    #[serde(default = "default_mode")]
     pub mode: Mode,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Lanczos residual tolerance ‖AᵀAv − σ²v‖ ≤ tol·σ²_max.
-    #[arg(long, default_value_t = 1e-6)]
+    /// Lanczos residual tolerance ‖AᵀAv − σ²v‖ ≤ tol·σ²_max, in (0, 1).
+    #[serde(default = "default_tol")]
     pub tol: f64,
     /// Lanczos steps per conv layer at most.
-    #[arg(long, default_value_t = 300)]
+    #[serde(default = "default_max_iter")]
     pub max_iter: usize,
-    /// Skip converging the smallest zero-padded singular value (faster on large layers).
-    #[arg(long)]
-    pub no_zero_lower: bool,
+    /// Converge the smallest zero-padded singular value too (`false`: faster on large layers).
+    #[serde(default = "default_true")]
+    pub zero_lower: bool,
     /// Gradient-ascent steps for the empirical Lipschitz ratio (0: one evaluation only).
-    #[arg(long, default_value_t = 50)]
+    #[serde(default = "default_ascent_steps")]
     pub ascent_steps: usize,
-    /// Random starting points of the gradient ascent.
-    #[arg(long, default_value_t = 2)]
+    /// Random starting points of the gradient ascent (≤ 0: no empirical ratio).
+    #[serde(default = "default_ascent_starts")]
     pub ascent_starts: i64,
-    #[arg(long, default_value_t = 0)]
+    /// Seed of the Lanczos start vectors and of the gradient ascent.
+    #[serde(default)]
     pub seed: i64,
 }
 
-/// Parses `C,H,W` (or any comma-separated positive dimensions).
+fn default_mode() -> Mode {
+    Mode::Both
+}
+fn default_tol() -> f64 {
+    1e-6
+}
+fn default_max_iter() -> usize {
+    300
+}
+fn default_true() -> bool {
+    true
+}
+fn default_ascent_steps() -> usize {
+    50
+}
+fn default_ascent_starts() -> i64 {
+    2
+}
+
+impl SpectralSpec {
+    /// The defaults (those of `blindspot spectral`) for `model`.
+    pub fn new(model: impl Into<PathBuf>) -> Self {
+        SpectralSpec {
+            model: model.into(),
+            layer_spec: None,
+            input_shape: None,
+            mode: default_mode(),
+            tol: default_tol(),
+            max_iter: default_max_iter(),
+            zero_lower: true,
+            ascent_steps: default_ascent_steps(),
+            ascent_starts: default_ascent_starts(),
+            seed: 0,
+        }
+    }
+
+    /// Checks the settings (before any model is loaded): `tol` in (0, 1), a positive input shape.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.tol > 0.0 && self.tol < 1.0) {
+            return Err(SpectralError::Setting {
+                flag: "tol",
+                value: self.tol,
+                range: "(0, 1)",
+            }
+            .into());
+        }
+        if let Some(s) = &self.input_shape {
+            if s.is_empty() || s.iter().any(|&d| d <= 0) {
+                return Err(SpectralError::InputShape { shape: s.clone() }.into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `C,H,W` (or any comma-separated positive dimensions), as `--input-shape` and `input_shape:`.
 pub fn parse_shape(s: &str) -> Result<Vec<i64>> {
     let v: std::result::Result<Vec<i64>, _> =
         s.split(',').map(|p| p.trim().parse::<i64>()).collect();
     match v {
         Ok(v) if !v.is_empty() && v.iter().all(|&d| d > 0) => Ok(v),
-        _ => Err(Error::Invalid(format!(
-            "--input-shape `{s}`: expected positive integers separated by commas, e.g. 3,224,224"
-        ))),
+        _ => Err(SpectralError::InputShapeText {
+            text: s.to_string(),
+        }
+        .into()),
     }
 }
 
-/// Everything `run` computed (also written to `<out>/bounds.json`).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SpectralReport {
-    pub source: String,
-    pub input_shape: Vec<i64>,
-    pub mode: Mode,
-    pub analysis: Analysis,
-    pub empirical: Option<Empirical>,
-    /// TorchScript only: max |ours − module| / max |module| of the logits on a random input.
-    pub forward_mismatch: Option<f64>,
-    pub seconds: f64,
-}
-
-/// Runs the analysis and writes `bounds.csv`, `bounds.json`, `table5.md`, `spectrum.png` under `--out`.
-pub fn run(args: &SpectralArgs) -> Result<SpectralReport> {
+/// Runs the analysis of `spec` on `device` and writes `bounds.csv` and `bounds.json` into `out`
+/// (`crate::report::spectral::render(out)` then draws `table5.md` and `spectrum.png` from them).
+pub fn run(spec: &SpectralSpec, out: &Path, device: tch::Device) -> Result<SpectralReport> {
     let t0 = std::time::Instant::now();
-    let device = crate::device::parse_device(&args.device)?;
-    let shape = args.input_shape.as_deref().map(parse_shape).transpose()?;
-    let (net, source) = network::load(&args.model, args.spec.as_deref(), shape.as_deref(), device)?;
+    spec.validate()?;
+    let (net, source) = network::load(
+        &spec.model,
+        spec.layer_spec.as_deref(),
+        spec.input_shape.as_deref(),
+        device,
+    )?;
     let forward_mismatch = match &source {
         network::Source::TorchScript(_, m) => {
             let d = network::forward_mismatch(&net, m, device)?;
             if d > 1e-3 {
                 log::warn!(
                     "{}: our forward pass from the layer spec differs from the TorchScript module by {d:.2e} (relative): the spec may not describe the model",
-                    args.model.display()
+                    spec.model.display()
                 );
             }
             Some(d)
@@ -98,27 +162,21 @@ pub fn run(args: &SpectralArgs) -> Result<SpectralReport> {
         network::Source::Zoo(_) => None,
     };
     let opts = AnalyseOptions {
-        mode: args.mode,
-        tol: args.tol,
-        max_iter: args.max_iter,
-        zero_lower: !args.no_zero_lower,
+        mode: spec.mode,
+        tol: spec.tol,
+        max_iter: spec.max_iter,
+        zero_lower: spec.zero_lower,
         device,
-        seed: args.seed,
+        seed: spec.seed,
         ..Default::default()
     };
-    if !(args.tol > 0.0 && args.tol < 1.0) {
-        return Err(Error::Invalid(format!(
-            "--tol {} must be in (0, 1)",
-            args.tol
-        )));
-    }
     let analysis = analyse(&net, &opts)?;
-    let empirical = if args.ascent_starts > 0 {
+    let empirical = if spec.ascent_starts > 0 {
         Some(empirical_ratio(
             &net,
-            args.ascent_steps,
-            args.ascent_starts,
-            args.seed,
+            spec.ascent_steps,
+            spec.ascent_starts,
+            spec.seed,
             device,
         )?)
     } else {
@@ -127,189 +185,47 @@ pub fn run(args: &SpectralArgs) -> Result<SpectralReport> {
     let rep = SpectralReport {
         source: net.source.clone(),
         input_shape: net.input_shape.clone(),
-        mode: args.mode,
+        layers: net.layer_infos(),
+        mode: spec.mode,
         analysis,
         empirical,
         forward_mismatch,
         seconds: t0.elapsed().as_secs_f64(),
     };
-    write_outputs(&args.out, &net, &rep)?;
+    crate::results::spectral::write(out, &rep)?;
     Ok(rep)
 }
 
-/// Writes the four outputs atomically.
-pub fn write_outputs(
-    out: &std::path::Path,
-    net: &network::Network,
-    rep: &SpectralReport,
-) -> Result<()> {
-    crate::io::write_atomic(
-        &out.join("bounds.csv"),
-        report::csv_text(&rep.analysis.rows)?.as_bytes(),
-    )?;
-    crate::io::write_json(&out.join("bounds.json"), rep)?;
-    let md = report::markdown(net, &rep.analysis, rep.empirical.as_ref());
-    crate::io::write_atomic(&out.join("table5.md"), md.as_bytes())?;
-    if !rep.analysis.spectra.is_empty() {
-        report::plot_spectra(&out.join("spectrum.png"), &rep.analysis)?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_defaults_and_validation() {
+        let s: SpectralSpec = serde_norway::from_str("model: m.pt").unwrap();
+        assert_eq!(s, SpectralSpec::new("m.pt"));
+        assert!(serde_norway::from_str::<SpectralSpec>("model: m.pt\nmodes: zero").is_err());
+        let e = SpectralSpec {
+            tol: 2.0,
+            ..SpectralSpec::new("m.pt")
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "--tol 2 must be in (0, 1); pass a value in that range");
+        let bad = SpectralSpec {
+            input_shape: Some(vec![3, 0, 4]),
+            ..SpectralSpec::new("m.pt")
+        };
+        assert!(bad.validate().is_err());
     }
-    Ok(())
-}
 
-/// Timings of [`bench`] (seconds) on one model.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct BenchReport {
-    pub load_s: f64,
-    /// All layers, both bounds: FFT (circular) for convs, SVD/Gram eigenvalues for linear layers.
-    pub fast_all_layers_s: f64,
-    /// Exact zero-padded conv norms (Lanczos, upper only), all conv layers.
-    pub zero_upper_s: f64,
-    /// Exact zero-padded conv bounds, upper and lower (Lanczos, `max_iter` steps at most).
-    pub zero_both_s: f64,
-    /// Per conv layer: (name, Lanczos steps, Lanczos s, power steps, power s, power converged).
-    pub lanczos_vs_power: Vec<(String, usize, f64, usize, f64, bool)>,
-    pub per_layer: Vec<(String, String, f64)>,
-}
-
-/// Benchmark of the speed targets (AlexNet 224×224: ≤ 30 s for all bounds, ≤ 60 s for the exact
-/// zero-padded conv norms) and of Lanczos against plain power iteration at the same residual tolerance.
-pub fn bench(
-    model: &std::path::Path,
-    input_shape: &[i64],
-    tol: f64,
-    power_cap: usize,
-) -> Result<BenchReport> {
-    let t = std::time::Instant::now();
-    let (net, _) = network::load(model, None, Some(input_shape), tch::Device::Cpu)?;
-    let load_s = t.elapsed().as_secs_f64();
-    let base = AnalyseOptions {
-        tol,
-        ..Default::default()
-    };
-    let t = std::time::Instant::now();
-    let fast = analyse(
-        &net,
-        &AnalyseOptions {
-            mode: Mode::Circular,
-            ..base.clone()
-        },
-    )?;
-    let fast_all_layers_s = t.elapsed().as_secs_f64();
-    eprintln!(
-        "bench: all layers, FFT + SVD/Gram: {fast_all_layers_s:.1} s; per layer {:?}",
-        fast.timings
-    );
-    let t = std::time::Instant::now();
-    let zero = analyse(
-        &net,
-        &AnalyseOptions {
-            mode: Mode::Zero,
-            zero_lower: false,
-            ..base.clone()
-        },
-    )?;
-    let linear_s: f64 = zero
-        .timings
-        .iter()
-        .filter(|x| x.1 != "iterative-zero")
-        .map(|x| x.2)
-        .sum();
-    let zero_upper_s = t.elapsed().as_secs_f64() - linear_s;
-    eprintln!(
-        "bench: zero-padded conv norms (Lanczos): {zero_upper_s:.1} s; {:?}",
-        zero.iterative
-            .iter()
-            .map(|r| (
-                &r.layer,
-                r.extremes.iterations,
-                r.seconds,
-                r.extremes.sigma_max
-            ))
-            .collect::<Vec<_>>()
-    );
-    let t = std::time::Instant::now();
-    let both = analyse(
-        &net,
-        &AnalyseOptions {
-            mode: Mode::Zero,
-            zero_lower: true,
-            ..base.clone()
-        },
-    )?;
-    let linear_s2: f64 = both
-        .timings
-        .iter()
-        .filter(|x| x.1 != "iterative-zero")
-        .map(|x| x.2)
-        .sum();
-    let zero_both_s = t.elapsed().as_secs_f64() - linear_s2;
-    eprintln!(
-        "bench: zero-padded upper+lower: {zero_both_s:.1} s; {:?}",
-        both.iterative
-            .iter()
-            .map(|r| (&r.layer, r.extremes.iterations, r.extremes.converged_min))
-            .collect::<Vec<_>>()
-    );
-    let mut lvp = Vec::new();
-    let _g = tch::no_grad_guard();
-    for (l, rec) in net
-        .layers
-        .iter()
-        .filter(|l| l.op.kind() == "conv2d")
-        .zip(&zero.iterative)
-    {
-        if let network::Op::Conv { weight, geom, .. } = &l.op {
-            let op = conv::ConvOp::new(
-                weight,
-                *geom,
-                [l.input_shape[0], l.input_shape[1], l.input_shape[2]],
-            )?;
-            let kind = if rec.precision == "Float" {
-                tch::Kind::Float
-            } else {
-                tch::Kind::Double
-            };
-            let (dim, gram) = power::conv_gram(&op, kind);
-            let opts = power::IterOptions {
-                tol,
-                max_iter: power_cap,
-                want_min: false,
-                ..Default::default()
-            };
-            let t = std::time::Instant::now();
-            let p = power::power_iteration(dim, &*gram, &opts)?;
-            eprintln!(
-                "bench: {} power {} steps {:.1} s (converged {}) vs Lanczos {} steps {:.1} s",
-                l.name,
-                p.iterations,
-                t.elapsed().as_secs_f64(),
-                p.converged_max,
-                rec.extremes.iterations,
-                rec.seconds
-            );
-            lvp.push((
-                l.name.clone(),
-                rec.extremes.iterations,
-                rec.seconds,
-                p.iterations,
-                t.elapsed().as_secs_f64(),
-                p.converged_max,
-            ));
+    #[test]
+    fn shapes_parse() {
+        assert_eq!(parse_shape("3, 224,224").unwrap(), vec![3, 224, 224]);
+        for bad in ["3,x,4", "", "3,-1", "0"] {
+            let e = parse_shape(bad).unwrap_err().to_string();
+            assert!(e.contains("--input-shape"), "{e}");
         }
     }
-    let mut per_layer = fast.timings.clone();
-    per_layer.extend(
-        zero.timings
-            .iter()
-            .filter(|x| x.1 == "iterative-zero")
-            .cloned(),
-    );
-    Ok(BenchReport {
-        load_s,
-        fast_all_layers_s,
-        zero_upper_s,
-        zero_both_s,
-        lanczos_vs_power: lvp,
-        per_layer,
-    })
 }

@@ -28,7 +28,7 @@ use tch::{Kind, Tensor};
 
 /// Largest number of 1-D windows (size `k`, stride `s`, padding `p`, dilation `d`, `out` windows) that
 /// cover one of the `len` input positions.
-pub fn max_cover_1d(len: i64, k: i64, s: i64, p: i64, d: i64, out: i64) -> i64 {
+pub(crate) fn max_cover_1d(len: i64, k: i64, s: i64, p: i64, d: i64, out: i64) -> i64 {
     let mut count = vec![0i64; len.max(0) as usize];
     for o in 0..out {
         for t in 0..k {
@@ -66,7 +66,7 @@ pub fn max_pool_lipschitz(
 }
 
 /// 1-D average-pooling matrix [out, len] (windows of `k`, stride `s`, padding `p`, divisor `k`).
-pub fn avg_matrix_1d(len: i64, k: i64, s: i64, p: i64, out: i64) -> Tensor {
+pub(crate) fn avg_matrix_1d(len: i64, k: i64, s: i64, p: i64, out: i64) -> Tensor {
     let mut a = vec![0f64; (out * len) as usize];
     for o in 0..out {
         for t in 0..k {
@@ -80,7 +80,7 @@ pub fn avg_matrix_1d(len: i64, k: i64, s: i64, p: i64, out: i64) -> Tensor {
 }
 
 /// 1-D adaptive-average-pooling matrix [out, len] (PyTorch's bins: `⌊o·len/out⌋ .. ⌈(o+1)·len/out⌉`).
-pub fn adaptive_matrix_1d(len: i64, out: i64) -> Tensor {
+pub(crate) fn adaptive_matrix_1d(len: i64, out: i64) -> Tensor {
     let mut a = vec![0f64; (out * len) as usize];
     for o in 0..out {
         let start = (o * len) / out;
@@ -93,7 +93,7 @@ pub fn adaptive_matrix_1d(len: i64, out: i64) -> Tensor {
 }
 
 /// `(lower, upper)` singular values of the separable operator `P_h ⊗ P_w`.
-pub fn separable_bounds(ph: &Tensor, pw: &Tensor) -> Result<(f64, f64)> {
+pub(crate) fn separable_bounds(ph: &Tensor, pw: &Tensor) -> Result<(f64, f64)> {
     let sh = singular_values(&ph.to_kind(Kind::Double))?;
     let sw = singular_values(&pw.to_kind(Kind::Double))?;
     let (nh, nw) = (sh.size()[0], sw.size()[0]);
@@ -105,7 +105,7 @@ pub fn separable_bounds(ph: &Tensor, pw: &Tensor) -> Result<(f64, f64)> {
 
 /// Lower and upper limits of the ℓ₂ Lipschitz constant of local response normalisation (see above):
 /// `(k^(−β), k^(−β) + 2β n^(3/4) h*)`.
-pub fn lrn_lipschitz(size: i64, beta: f64, k: f64) -> (f64, f64) {
+pub(crate) fn lrn_lipschitz(size: i64, beta: f64, k: f64) -> (f64, f64) {
     let at_zero = k.powf(-beta);
     let h = at_zero * beta.powf(beta) / (beta + 1.0).powf(beta + 1.0);
     (at_zero, at_zero + 2.0 * beta * (size as f64).powf(0.75) * h)

@@ -8,7 +8,8 @@
 //! arithmetic, and up to rounding with full reorthogonalisation), and some eigenvalue λ of `G` satisfies
 //! `|λ − θ| ≤ residual`; so `tol` bounds the relative error of σ² = λ by `tol` and of σ by `tol / 2`.
 
-use crate::{Error, Result};
+use super::SpectralError;
+use crate::Result;
 use tch::{Kind, Tensor};
 
 /// A Gram operator on flat f64 vectors.
@@ -41,27 +42,20 @@ impl Default for IterOptions {
     }
 }
 
-/// Extreme singular values of `A` found from its Gram operator, with their convergence record.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Extremes {
-    pub sigma_max: f64,
-    pub sigma_min: f64,
-    /// `‖G v − θ v‖ / θ_max` of the top and bottom Ritz pairs.
-    pub rel_residual_max: f64,
-    pub rel_residual_min: f64,
-    pub converged_max: bool,
-    pub converged_min: bool,
-    pub iterations: usize,
-}
+/// Extreme singular values with their convergence record (a result type, written to `bounds.json`).
+pub use crate::results::spectral::Extremes;
 
-/// Lanczos on a symmetric positive semi-definite operator `gram` of dimension `n` (vectors f64 [n]).
+/// Lanczos on a symmetric positive semi-definite operator `gram` of dimension `n` (vectors f64 `[n]`).
 pub fn lanczos_extremes(
     n: i64,
     gram: &dyn Fn(&Tensor) -> Result<Tensor>,
     opts: &IterOptions,
 ) -> Result<Extremes> {
     if n <= 0 {
-        return Err(Error::Invalid("operator of dimension 0".into()));
+        return Err(SpectralError::Empty {
+            what: "the Gram operator",
+        }
+        .into());
     }
     let max_k = opts.max_iter.min(n as usize).max(1);
     let dev = opts.device;
@@ -113,7 +107,8 @@ pub fn lanczos_extremes(
         }
         v = &w / b;
     }
-    last.ok_or_else(|| Error::Numeric("Lanczos made no step".into()))
+    // max_k ≥ 1, so the loop ran at least once.
+    Ok(last.expect("Lanczos makes at least one step"))
 }
 
 /// Eigen-decomposition of the symmetric tridiagonal matrix (diag `a`, off-diagonal `b`): ascending

@@ -1,10 +1,27 @@
-//! Outputs of `blindspot spectral` (§4.3, Table 5): `bounds.csv`, `bounds.json`, `table5.md` beside the
-//! paper's values, and `spectrum.png` (singular values per layer).
+//! §4.3, Table 5 from the spectral analysis's result files: `table5.md` (our bounds per conv/linear layer
+//! beside the paper's values, the other layers' factors, the whole-network numbers) and `spectrum.png`
+//! (singular values per layer), both drawn from `bounds.json` as `crate::results::spectral::read` gives it.
 
-use super::analysis::{Analysis, Empirical, Row};
-use super::network::Network;
+use crate::results::spectral::{self as files, Analysis, Empirical, SpectralReport};
+use crate::results::Table;
 use crate::{Error, Result};
 use std::path::Path;
+
+/// `table5.md`: Table 5 beside the paper's.
+pub const TABLE5_MD: &str = "table5.md";
+/// `spectrum.png`: the singular values per layer.
+pub const SPECTRUM_PNG: &str = "spectrum.png";
+
+/// Reads `bounds.json` in `dir` and writes `table5.md` and (when there are spectra) `spectrum.png` beside
+/// it, atomically.
+pub fn render(dir: &Path) -> Result<()> {
+    let rep = files::read(dir)?;
+    crate::io::write_atomic(&dir.join(TABLE5_MD), markdown(&rep).as_bytes())?;
+    if !rep.analysis.spectra.is_empty() {
+        plot_spectra(&dir.join(SPECTRUM_PNG), &rep.analysis)?;
+    }
+    Ok(())
+}
 
 /// Paper's Table 5 for AlexNet (this arXiv version; see DIGEST.md): (layer, size, lower, upper).
 pub const PAPER_TABLE5: [(&str, &str, &str, &str); 8] = [
@@ -18,46 +35,6 @@ pub const PAPER_TABLE5: [(&str, &str, &str, &str); 8] = [
     ("FC. 3", "4096×1000", "0.25", "4"),
 ];
 
-/// The exact CSV header of `bounds.csv`.
-pub const CSV_HEADER: [&str; 8] = [
-    "layer",
-    "kind",
-    "weight_shape",
-    "stride",
-    "input_shape",
-    "lower",
-    "upper",
-    "method",
-];
-
-/// `bounds.csv` text.
-pub fn csv_text(rows: &[Row]) -> Result<String> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let err = |e: csv::Error| Error::Other(format!("writing CSV: {e}"));
-    w.write_record(CSV_HEADER).map_err(err)?;
-    for r in rows {
-        w.write_record([
-            r.layer.as_str(),
-            &r.kind,
-            &r.weight_shape,
-            &r.stride,
-            &r.input_shape,
-            &r.lower.map(fmt_num).unwrap_or_default(),
-            &fmt_num(r.upper),
-            &r.method,
-        ])
-        .map_err(err)?;
-    }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| Error::Other(format!("writing CSV: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| Error::Other(e.to_string()))
-}
-
-fn fmt_num(v: f64) -> String {
-    format!("{v:.9e}")
-}
-
 fn short(v: Option<f64>) -> String {
     match v {
         Some(0.0) => "0".into(),
@@ -69,45 +46,55 @@ fn short(v: Option<f64>) -> String {
 
 /// `table5.md`: our bounds per conv/linear layer beside the paper's Table 5 (paired in order when the
 /// network has AlexNet's 5 conv + 3 linear layers), then the other layers and the whole-network numbers.
-pub fn markdown(net: &Network, a: &Analysis, emp: Option<&Empirical>) -> String {
+pub fn markdown(rep: &SpectralReport) -> String {
+    let a = &rep.analysis;
+    let weighted: Vec<&str> = rep
+        .layers
+        .iter()
+        .filter(|l| l.kind == "conv2d" || l.kind == "linear")
+        .map(|l| l.name.as_str())
+        .collect();
+    let n_conv = rep.layers.iter().filter(|l| l.kind == "conv2d").count();
+    let alexlike = n_conv == 5 && weighted.len() == 8;
+    let mut s = String::new();
+    s.push_str(&format!(
+        "# Frame bounds per layer (paper §4.3, Table 5)\n\nModel: `{}`, input {:?}.\n\n",
+        rep.source, rep.input_shape
+    ));
+    s.push_str("Conv layers: *circular* = FFT on the layer's input size (the paper's method, exact for circular convolution); *zero pad* = the operator torch applies, exact by Lanczos (residual-tested); *FFT bound* = circular value on the padded grid, an upper bound of the zero-padded norm. Linear layers: exact SVD/Gram eigenvalues (both column pairs).\n\n");
+    s.push_str(&weighted_table(a, &weighted, alexlike).markdown());
+    s.push_str("\nOther layers (ℓ₂ Lipschitz factors; max-pooling = √(max windows covering one pixel), exact):\n\n");
+    s.push_str(&other_table(a).markdown());
+    s.push_str(&whole_network(a, rep.empirical.as_ref()));
+    if alexlike {
+        s.push_str("\nPaper column: Table 5 of the arXiv version (DIGEST.md). Its strided formula's normalisation is off and it treats overlapping max-pooling as contractive (it is not: factor 2 for 3×3 stride 2); torchvision's AlexNet also has other channel widths (64/192/384/256/256) than the paper's (96/256/384/384/256), so only the order of magnitude is comparable, and only with trained weights.\n");
+    }
+    s
+}
+
+/// One row per conv/linear layer (`weighted`, in forward order): circular and zero-padded bounds, the FFT
+/// bound, and the paper's row beside it when `alexlike`.
+fn weighted_table(a: &Analysis, weighted: &[&str], alexlike: bool) -> Table {
     let find = |layer: &str, method: &str| {
         a.rows
             .iter()
             .find(|r| r.layer == layer && r.method == method)
     };
-    let weighted: Vec<&str> = net
-        .layers
-        .iter()
-        .filter(|l| {
-            matches!(
-                l.op,
-                super::network::Op::Conv { .. } | super::network::Op::Linear { .. }
-            )
-        })
-        .map(|l| l.name.as_str())
-        .collect();
-    let n_conv = net
-        .layers
-        .iter()
-        .filter(|l| l.op.kind() == "conv2d")
-        .count();
-    let alexlike = n_conv == 5 && weighted.len() == 8;
-    let mut s = String::new();
-    s.push_str(&format!(
-        "# Frame bounds per layer (paper §4.3, Table 5)\n\nModel: `{}`, input {:?}.\n\n",
-        net.source, net.input_shape
-    ));
-    s.push_str("Conv layers: *circular* = FFT on the layer's input size (the paper's method, exact for circular convolution); *zero pad* = the operator torch applies, exact by Lanczos (residual-tested); *FFT bound* = circular value on the padded grid, an upper bound of the zero-padded norm. Linear layers: exact SVD/Gram eigenvalues (both column pairs).\n\n");
-    s.push_str("| layer | weight | stride | input | lower (circular) | upper (circular) | lower (zero pad) | upper (zero pad) | FFT bound (zero pad) |");
+    let mut header = vec![
+        "layer",
+        "weight",
+        "stride",
+        "input",
+        "lower (circular)",
+        "upper (circular)",
+        "lower (zero pad)",
+        "upper (zero pad)",
+        "FFT bound (zero pad)",
+    ];
     if alexlike {
-        s.push_str(" paper layer | paper size | paper lower | paper upper |");
+        header.extend(["paper layer", "paper size", "paper lower", "paper upper"]);
     }
-    s.push('\n');
-    s.push_str("|---|---|---|---|---|---|---|---|---|");
-    if alexlike {
-        s.push_str("---|---|---|---|");
-    }
-    s.push('\n');
+    let mut t = Table::new(&header);
     for (i, name) in weighted.iter().enumerate() {
         let lin = a
             .rows
@@ -126,38 +113,52 @@ pub fn markdown(net: &Network, a: &Analysis, emp: Option<&Empirical>) -> String 
                 )
             })
             .unwrap_or_default();
-        s.push_str(&format!(
-            "| {name} | {ws} | {st} | {inp} | {} | {} | {} | {} | {} |",
+        let mut row = vec![
+            name.to_string(),
+            ws,
+            st,
+            inp,
             short(circ.and_then(|r| r.lower)),
             short(circ.map(|r| r.upper)),
             short(zero.and_then(|r| r.lower)),
             short(zero.map(|r| r.upper)),
             short(bound.map(|r| r.upper)),
-        ));
+        ];
         if alexlike {
             let p = PAPER_TABLE5[i];
-            s.push_str(&format!(" {} | {} | {} | {} |", p.0, p.1, p.2, p.3));
+            row.extend([p.0, p.1, p.2, p.3].map(String::from));
         }
-        s.push('\n');
+        t.push(row);
     }
-    s.push_str("\nOther layers (ℓ₂ Lipschitz factors; max-pooling = √(max windows covering one pixel), exact):\n\n| layer | kind | window | input | lower | upper | method |\n|---|---|---|---|---|---|---|\n");
+    t
+}
+
+/// The layers without weights: pooling, activations, normalisation.
+fn other_table(a: &Analysis) -> Table {
+    let mut t = Table::new(&[
+        "layer", "kind", "window", "input", "lower", "upper", "method",
+    ]);
     for r in a
         .rows
         .iter()
         .filter(|r| r.kind != "conv2d" && r.kind != "linear")
     {
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            r.layer,
-            r.kind,
-            r.weight_shape,
-            r.input_shape,
+        t.push(vec![
+            r.layer.clone(),
+            r.kind.clone(),
+            r.weight_shape.clone(),
+            r.input_shape.clone(),
             short(r.lower),
             short(Some(r.upper)),
-            r.method
-        ));
+            r.method.clone(),
+        ]);
     }
-    s.push_str("\nWhole network (φ = logits):\n\n");
+    t
+}
+
+/// The product bounds and the empirical ratio.
+fn whole_network(a: &Analysis, emp: Option<&Empirical>) -> String {
+    let mut s = String::from("\nWhole network (φ = logits):\n\n");
     s.push_str(&format!(
         "- product of per-layer upper bounds, convs by FFT bound (guaranteed): {}\n",
         short(Some(a.product_fft_bound))
@@ -175,9 +176,6 @@ pub fn markdown(net: &Network, a: &Analysis, emp: Option<&Empirical>) -> String 
             short(Some(e.ratio)),
             short(a.product_exact.or(Some(a.product_fft_bound)).map(|b| b / e.ratio.max(1e-300)))
         ));
-    }
-    if alexlike {
-        s.push_str("\nPaper column: Table 5 of the arXiv version (DIGEST.md). Its strided formula's normalisation is off and it treats overlapping max-pooling as contractive (it is not: factor 2 for 3×3 stride 2); torchvision's AlexNet also has other channel widths (64/192/384/256/256) than the paper's (96/256/384/384/256), so only the order of magnitude is comparable, and only with trained weights.\n");
     }
     s
 }
@@ -197,7 +195,10 @@ pub fn plot_spectra(path: &Path, a: &Analysis) -> Result<()> {
         }
     }
     if !lo.is_finite() || hi <= 0.0 {
-        return Err(Error::Numeric("no positive singular values to plot".into()));
+        return Err(Error::format(
+            path,
+            "nothing to plot: no spectrum has a positive singular value (check the model's weights)",
+        ));
     }
     let lo = lo.max(hi * 1e-8) / 1.5;
     let hi = hi * 1.5;
@@ -234,7 +235,7 @@ fn draw<DB: plotters::prelude::DrawingBackend>(
     path: &Path,
 ) -> Result<()> {
     use plotters::prelude::*;
-    let err = |e: String| Error::Other(format!("plotting {}: {e}", path.display()));
+    let err = |e: String| Error::format(path, format!("drawing the plot: {e}"));
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let mut chart = ChartBuilder::on(&root)
         .caption("Singular values per layer (descending)", ("sans-serif", 24))
