@@ -38,6 +38,10 @@ pub enum Error {
     Torch(#[from] tch::TchError),
     #[error("{0}")]
     Other(String),
+    #[error(transparent)]
+    Units(#[from] crate::units::UnitsError),
+    #[error(transparent)]
+    Data(#[from] crate::data::sources::DataError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

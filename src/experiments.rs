@@ -117,12 +117,6 @@ fn model_fingerprint(path: &Path) -> String {
 }
 
 #[derive(clap::Parser)]
-struct UnitsCli {
-    #[command(flatten)]
-    args: crate::units::UnitsArgs,
-}
-
-#[derive(clap::Parser)]
 struct SpectralCli {
     #[command(flatten)]
     args: crate::spectral::SpectralArgs,
@@ -308,33 +302,24 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
         );
         let label = format!("units/{}-{}", u.model, u.layer);
         stage(&dir, &label, &fp, opts.force, &mut runlog, |d| {
-            let argv: Vec<String> = [
-                "units",
-                "--model",
-                &model.to_string_lossy(),
-                "--layer",
-                &u.layer,
-                "--data",
-                &u.data,
-                "--units",
-                &u.units,
-                "--random",
-                &u.random.to_string(),
-                "--top",
-                &u.top.to_string(),
-                "--out",
-                &d.to_string_lossy(),
-                "--seed",
-                &exp.seed.to_string(),
-                "--device",
-                &exp.device,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(u.orthogonal.then(|| "--orthogonal".to_string()))
-            .collect();
-            let cli: UnitsCli = parse_args(&label, argv)?;
-            crate::units::run(&cli.args).map(|_| ())
+            let spec = crate::units::UnitsSpec {
+                data: u.data.clone(),
+                units: u.units.parse().map_err(|e: crate::units::UnitsError| {
+                    Error::config(&label, "units", e.to_string())
+                })?,
+                random: u.random,
+                orthogonal: u.orthogonal,
+                top: u.top,
+                seed: exp.seed,
+                ..crate::units::UnitsSpec::new(&u.layer)
+            };
+            let m = crate::models::torchscript::load_classifier(&model, device)?;
+            crate::units::run(m.as_ref(), &spec, d, |dir, s| {
+                crate::report::units::draw(dir)?;
+                println!("[{}] {}", s.layer, s.conclusion);
+                Ok(())
+            })
+            .map(|_| ())
         })?;
     }
     for a in &exp.attacks {

@@ -22,17 +22,7 @@ use std::thread::JoinHandle;
 use tch::Tensor;
 
 /// What to do with an image file that cannot be decoded.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnBadImage {
     /// Warn, count it, and go on without it.
@@ -40,6 +30,17 @@ pub enum OnBadImage {
     Skip,
     /// Stop with an error naming the file.
     Fail,
+}
+
+impl std::str::FromStr for OnBadImage {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "skip" => Ok(OnBadImage::Skip),
+            "fail" => Ok(OnBadImage::Fail),
+            _ => Err(format!("`{s}`: expected skip or fail")),
+        }
+    }
 }
 
 /// Preprocessing and loading options.

@@ -3,6 +3,7 @@
 pub mod images;
 pub mod mnist;
 pub mod sets;
+pub mod sources;
 pub mod split;
 
 pub use mnist::{Mnist, Split};

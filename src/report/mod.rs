@@ -5,3 +5,4 @@ pub mod fig7;
 pub mod fonts;
 pub mod grid;
 pub mod paper;
+pub mod units;

@@ -3,6 +3,7 @@
 //! module (attack, units, spectral, train, experiments, report), so the report can be drawn from files alone.
 
 pub mod table;
+pub mod units;
 
 pub use table::{pct, Table};
 
