@@ -7,12 +7,14 @@
 //! BLINDSPOT_BENCH_IMAGES, otherwise 128 synthetic 500×375 JPEGs are written to a temporary folder).
 //! BLINDSPOT_BENCH_DEVICE=cuda runs on the GPU.
 
+use blindspot::bench::units::{bench, BenchResult};
 use blindspot::data::images::{ImageFolder, ImageFolderOptions};
 use blindspot::data::mnist::{self, Split};
+use blindspot::data::sources::TensorData;
 use blindspot::models::torchscript::TorchScriptClassifier;
 use blindspot::models::zoo::{init_params, presets, ZooModel};
 use blindspot::models::Classifier;
-use blindspot::units::{self, Count, TensorData};
+use blindspot::units::{self, Count, UnitsSpec};
 use std::path::PathBuf;
 
 fn env_path(var: &str, default: &str) -> PathBuf {
@@ -21,11 +23,22 @@ fn env_path(var: &str, default: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(default))
 }
 
-fn report(r: &units::BenchResult) {
+fn report(r: &BenchResult) {
     println!(
         "{:<22} {:<14} {:>6} images {:>6} directions  batch {:>4}: {:7.2} s  ({:8.1} images/s; forward alone {:.2} s)",
         r.model, r.layer, r.images, r.directions, r.batch, r.seconds, r.images_per_s, r.forward_only_seconds
     );
+}
+
+/// What one timed pass analyses (seed 0).
+fn spec(layer: &str, units: Count, random: usize, top: usize, batch: usize) -> UnitsSpec {
+    UnitsSpec {
+        units,
+        random,
+        top,
+        batch,
+        ..UnitsSpec::new(layer)
+    }
 }
 
 fn synthetic_jpegs(n: usize) -> tempfile::TempDir {
@@ -62,7 +75,7 @@ fn main() -> blindspot::Result<()> {
         };
         for layer in ["fc1", "pool1"] {
             let d: i64 = units::layer_shape(&m, layer)?.iter().product();
-            let r = units::bench(&m, &data, layer, Count::All, d as usize, 9, 1000, 0)?;
+            let r = bench(&m, &data, &spec(layer, Count::All, d as usize, 9, 1000))?;
             report(&r);
         }
     } else {
@@ -86,7 +99,7 @@ fn main() -> blindspot::Result<()> {
         // 256, 1024, 4096 and 4608 units (conv1.relu, 18,432 units, would be an 18,432² projection).
         for layer in ["fc1.relu", "conv2.pool", "conv2.relu", "conv1.pool"] {
             let d: i64 = units::layer_shape(&m, layer)?.iter().product();
-            let r = units::bench(&m, &data, layer, Count::All, d as usize, 9, 1000, 0)?;
+            let r = bench(&m, &data, &spec(layer, Count::All, d as usize, 9, 1000))?;
             report(&r);
         }
     }
@@ -104,7 +117,7 @@ fn main() -> blindspot::Result<()> {
         };
         let data = ImageFolder::open(&folder, ImageFolderOptions::for_input(&m.input_shape())?)?;
         for layer in ["features.12", "classifier.5"] {
-            let r = units::bench(&m, &data, layer, Count::N(100), 100, 9, 64, 0)?;
+            let r = bench(&m, &data, &spec(layer, Count::N(100), 100, 9, 64))?;
             report(&r);
         }
     } else {

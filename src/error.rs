@@ -56,6 +56,8 @@ pub enum Error {
     Peer { program: PathBuf, msg: String },
     #[error(transparent)]
     Spectral(#[from] crate::spectral::SpectralError),
+    #[error(transparent)]
+    Units(#[from] crate::units::UnitsError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

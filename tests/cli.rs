@@ -463,3 +463,97 @@ fn spectral_command_and_stage() {
         "{report}"
     );
 }
+
+#[test]
+fn units_command_and_stage() {
+    let d = tempfile::tempdir().unwrap();
+    let model = root().join("tests/fixtures/units/tiny_conv.pt");
+    let model = model.to_str().unwrap();
+    let o = run(&["units", "--model", model, "--list-layers"], d.path());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "conv1\npool1\nfc1\nlogits\n"
+    );
+    let args = [
+        "units",
+        "--model",
+        model,
+        "--layer",
+        "fc1",
+        "--units",
+        "4",
+        "--random",
+        "4",
+        "--top",
+        "3",
+        "--fig-rows",
+        "2",
+        "--fig-cols",
+        "3",
+        "--seed",
+        "2",
+        "--out",
+        "u",
+    ];
+    let o = run(&args, d.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let t = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        t.starts_with("[fc1] ") && t.contains("tiny_conv: layer fc1 over 10000 images"),
+        "{t}"
+    );
+    for f in [
+        "topk.csv",
+        "metrics.csv",
+        "summary.json",
+        "directions.safetensors",
+        "figures.safetensors",
+        "figures.json",
+        "unit.png",
+        "random.png",
+    ] {
+        assert!(d.path().join("u").join(f).is_file(), "missing {f}");
+    }
+    // The stage: the same analysis (same seed), the same files.
+    let yaml = format!(
+        "name: u\nseed: 2\nmodels: []\nunits:\n  - {{model: {model}, layer: fc1, units: \"4\", random: 4, top: 3}}\n"
+    );
+    std::fs::write(d.path().join("u.yaml"), yaml).unwrap();
+    let o = run(&["run", "u.yaml"], d.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let stage = d.path().join("runs/u/units/tiny_conv-fc1");
+    for f in ["topk.csv", "metrics.csv", "directions.safetensors"] {
+        assert_eq!(
+            std::fs::read(stage.join(f)).unwrap(),
+            std::fs::read(d.path().join("u").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert!(stage.join("unit.png").is_file() && stage.join("random.png").is_file());
+    // Errors: one line, exit 1 (2 for usage errors).
+    let o = run(&["units", "--model", model, "--out", "x"], d.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("available layers: conv1, pool1, fc1, logits"));
+    let o = run(&args.map(|a| if a == "3" { "0" } else { a }), d.path());
+    assert!(text(&o).contains("must be at least 1"), "{}", text(&o));
+    let mut bad = args.to_vec();
+    bad.extend(["--on-bad-image", "maybe"]);
+    let o = run(&bad, d.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("[possible values: skip, fail]"),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(
+        d.path().join("bad.yaml"),
+        format!("name: b\nmodels: []\nunits:\n  - {{model: {model}, layer: fc1, units: many}}\n"),
+    )
+    .unwrap();
+    let o = run(&["run", "bad.yaml"], d.path());
+    assert!(
+        text(&o).contains("field `units`: `many`: expected a number or `all`"),
+        "{}",
+        text(&o)
+    );
+}

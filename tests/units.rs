@@ -3,10 +3,12 @@
 
 use blindspot::data::images::{ImageFolder, ImageFolderOptions, OnBadImage};
 use blindspot::data::mnist::{self, Mnist, Split};
+use blindspot::data::sources::{self, Dataset, FolderReading, TensorData};
 use blindspot::models::torchscript::{load_classifier, TorchScriptClassifier};
 use blindspot::models::Classifier;
 use blindspot::report::grid::{image_grid, GridOptions, GridRow};
-use blindspot::units::{self, Count, Dataset, DirectionKind, TensorData};
+use blindspot::results::units as results;
+use blindspot::units::{self, Count, DirectionKind, FigureSize, UnitsSpec};
 use rand::SeedableRng;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -320,34 +322,84 @@ fn gaussian_directions_have_normal_moments() {
 #[test]
 fn run_all_layers_writes_overview() {
     let dir = tempfile::tempdir().unwrap();
-    let args = units::UnitsArgs {
-        model: fx("tiny_conv.pt"),
-        layer: Some("all".into()),
-        data: "mnist-test".into(),
+    let m = tiny_conv();
+    let spec = UnitsSpec {
         units: Count::N(8),
         random: 8,
-        orthogonal: false,
         top: 4,
-        out: Some(dir.path().to_path_buf()),
-        list_layers: false,
-        seed: 0,
-        device: "cpu".into(),
         batch: 2000,
-        on_bad_image: OnBadImage::Skip,
-        labels: None,
-        resize: None,
-        fig_rows: 3,
-        fig_cols: 4,
         bootstrap: 100,
-        no_figures: true,
+        figures: None,
+        ..UnitsSpec::new("all")
     };
-    match units::run(&args).unwrap() {
-        units::UnitsOutcome::Layers(l) => assert_eq!(l, vec!["conv1", "pool1", "fc1"]),
-        other => panic!("{other:?}"),
-    }
-    let mut rdr = csv::Reader::from_path(dir.path().join("layers.csv")).unwrap();
-    assert_eq!(rdr.records().count(), 6); // 3 layers × (unit, random)
+    let mut seen = Vec::new();
+    let summaries = units::run(&m, &spec, dir.path(), |d, s| {
+        seen.push((d.to_path_buf(), s.layer.clone()));
+        Ok(())
+    })
+    .unwrap();
+    let layers: Vec<&str> = summaries.iter().map(|s| s.layer.as_str()).collect();
+    assert_eq!(layers, vec!["conv1", "pool1", "fc1"]);
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[1], (dir.path().join("pool1"), "pool1".to_string()));
+    let rows = results::read_layers_csv(&dir.path().join("layers.csv")).unwrap();
+    assert_eq!(rows.len(), 6); // 3 layers × (unit, random)
+    assert_eq!(rows[2].layer, "pool1");
+    assert_eq!(rows[3].kind, DirectionKind::Random);
     assert!(dir.path().join("pool1/topk.csv").is_file());
+    assert!(!dir.path().join("pool1/figures.json").exists());
+}
+
+#[test]
+fn spec_reads_yaml_with_defaults_and_validates() {
+    let s: UnitsSpec = serde_norway::from_str("layer: fc1\nunits: \"64\"\ntop: 5\n").unwrap();
+    assert_eq!(
+        s,
+        UnitsSpec {
+            units: Count::N(64),
+            top: 5,
+            ..UnitsSpec::new("fc1")
+        }
+    );
+    let s: UnitsSpec = serde_norway::from_str(
+        "layer: all\nunits: all\nrandom: 3\northogonal: true\nfigures: {rows: 2, cols: 3}\n\
+         folder: {on_bad_image: fail, resize: 40}\n",
+    )
+    .unwrap();
+    assert_eq!(s.units, Count::All);
+    assert_eq!(s.orthogonal_count(), 3);
+    assert_eq!(s.figures, Some(FigureSize { rows: 2, cols: 3 }));
+    assert_eq!(s.folder.on_bad_image, OnBadImage::Fail);
+    assert_eq!(s.folder.resize, Some(40));
+    let back: UnitsSpec = serde_norway::from_str(&serde_norway::to_string(&s).unwrap()).unwrap();
+    assert_eq!(back, s);
+    let err = serde_norway::from_str::<UnitsSpec>("layer: fc1\ncolour: red\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field `colour`"), "{err}");
+    let err = serde_norway::from_str::<UnitsSpec>("layer: fc1\nunits: many\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected a number or `all`"), "{err}");
+    let err = UnitsSpec {
+        top: 0,
+        ..UnitsSpec::new("fc1")
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("must be at least 1"), "{err}");
+    let zero = UnitsSpec {
+        units: Count::N(0),
+        random: 0,
+        ..UnitsSpec::new("fc1")
+    };
+    assert!(matches!(
+        zero.validate(),
+        Err(blindspot::Error::Units(units::UnitsError::NoDirections))
+    ));
+    assert_eq!("fail".parse::<OnBadImage>(), Ok(OnBadImage::Fail));
+    assert!("maybe".parse::<OnBadImage>().is_err());
 }
 
 // ------------------------------------------------------------------------------------------------ scan
@@ -429,6 +481,22 @@ fn streaming_top_k_matches_brute_force_with_ties() {
 }
 
 #[test]
+fn bench_times_a_scan_and_the_forward_passes() {
+    let m = tiny_conv();
+    let data = mnist_subset(300);
+    let spec = UnitsSpec {
+        units: Count::All,
+        random: 16,
+        top: 9,
+        batch: 128,
+        ..UnitsSpec::new("fc1")
+    };
+    let r = blindspot::bench::units::bench(&m, &data, &spec).unwrap();
+    assert_eq!((r.images, r.directions, r.batch), (300, 32, 128));
+    assert!(r.seconds > 0.0 && r.forward_only_seconds > 0.0 && r.images_per_s > 0.0);
+}
+
+#[test]
 fn centring_does_not_change_the_ranking() {
     // ⟨φ(x) − μ, v⟩ = ⟨φ(x), v⟩ − ⟨μ, v⟩: a shift, so the same top set.
     let m = tiny_conv();
@@ -451,21 +519,19 @@ fn units_end_to_end_on_mnist_writes_everything() {
     let data = mnist_subset(2000);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path();
-    let s = units::analyse(
-        &m,
-        &data,
-        "fc1",
-        Count::All,
-        16,
-        16,
-        5,
-        256,
-        7,
-        300,
-        out,
-        Some((4, 5)),
-    )
-    .unwrap();
+    let spec = UnitsSpec {
+        units: Count::All,
+        random: 16,
+        orthogonal: true,
+        top: 5,
+        seed: 7,
+        bootstrap: 300,
+        figures: Some(FigureSize { rows: 4, cols: 5 }),
+        ..UnitsSpec::new("fc1")
+    };
+    let s = units::analyse(&m, &data, &spec, out).unwrap();
+    let drawn = blindspot::report::units::draw(out).unwrap();
+    assert_eq!(drawn.len(), 3);
     assert_eq!(s.n_images, 2000);
     assert_eq!(s.layer_shape, vec![16]);
     assert_eq!(s.kinds.len(), 3);
@@ -510,6 +576,38 @@ fn units_end_to_end_on_mnist_writes_everything() {
     }
     let img = image::open(out.join("unit.png")).unwrap();
     assert!(img.width() > 5 * 56 && img.height() > 4 * 56);
+    // The files read back: the same summary, tables and figure rows.
+    // (serde_json reads floats back to within an ulp, not always exactly.)
+    let again = results::read_summary(&out.join("summary.json")).unwrap();
+    assert_eq!(
+        (&again.conclusion, again.n_images, again.kinds.len()),
+        (&s.conclusion, s.n_images, 3)
+    );
+    let (a, b) = (again.kinds[1].purity.unwrap(), s.kinds[1].purity.unwrap());
+    assert!((a.mean - b.mean).abs() < 1e-12 && (a.lo - b.lo).abs() < 1e-12);
+    let topk = results::read_topk_csv(&out.join("topk.csv")).unwrap();
+    assert_eq!(topk.len(), rows.len());
+    assert_eq!(topk[0].rank, 0);
+    assert_eq!(topk[0].label, Some(row_label(&rows[0])));
+    let metrics = results::read_metrics_csv(&out.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.len(), 48);
+    assert!(metrics.iter().all(|r| r.purity.is_some()));
+    let figs = results::UnitsFigures::read(out).unwrap();
+    assert_eq!(figs.title, "tiny_conv / fc1");
+    assert_eq!(figs.kinds.len(), 3);
+    assert_eq!(figs.kinds[0].images.size(), vec![4, 5, 1, 28, 28]);
+    assert!(figs.kinds[0].labels[0].starts_with("unit "));
+    // The first image of the first unit row is the best image of the first non-tie unit, to 8 bits.
+    let first = topk
+        .iter()
+        .find(|r| r.kind == DirectionKind::Unit && r.rank == 0 && !metrics[r.direction].tie_decided)
+        .unwrap();
+    let want = data.data.images.get(first.data_index as i64);
+    assert!(max_abs(&figs.kinds[0].images.get(0).get(0), &want) <= 0.5 / 255.0 + 1e-6);
+}
+
+fn row_label(r: &csv::StringRecord) -> i64 {
+    r[6].parse().unwrap()
 }
 
 #[test]
@@ -520,22 +618,18 @@ fn units_end_to_end_on_image_folder() {
     o.resize = 36;
     let data = ImageFolder::open(&fx("images"), o).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let s = units::analyse(
-        &m,
-        &data,
-        "conv",
-        Count::N(6),
-        6,
-        0,
-        3,
-        4,
-        0,
-        200,
-        dir.path(),
-        Some((3, 3)),
-    )
-    .unwrap();
+    let spec = UnitsSpec {
+        units: Count::N(6),
+        random: 6,
+        top: 3,
+        batch: 4,
+        bootstrap: 200,
+        figures: Some(FigureSize { rows: 3, cols: 3 }),
+        ..UnitsSpec::new("conv")
+    };
+    let s = units::analyse(&m, &data, &spec, dir.path()).unwrap();
     assert_eq!(s.n_images, 9);
+    blindspot::report::units::draw(dir.path()).unwrap();
     assert!(dir.path().join("unit.png").is_file());
     // Wrong data shape for the model: a clear error.
     let mnist = mnist_subset(10);
@@ -545,23 +639,32 @@ fn units_end_to_end_on_image_folder() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("[1, 28, 28]"), "{err}");
-    let err = units::analyse(
-        &m,
-        &data,
-        "nope",
-        Count::N(1),
-        1,
-        0,
-        3,
-        4,
-        0,
-        10,
-        dir.path(),
-        None,
-    )
-    .unwrap_err()
-    .to_string();
+    let nope = UnitsSpec {
+        units: Count::N(1),
+        random: 1,
+        top: 3,
+        figures: None,
+        ..UnitsSpec::new("nope")
+    };
+    let err = units::analyse(&m, &data, &nope, dir.path())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("available layers: conv, fc, logits"), "{err}");
+    // Data specs: a folder opens for the model's input shape; anything else says what is expected.
+    let reading = FolderReading {
+        resize: Some(36),
+        ..FolderReading::default()
+    };
+    let folder = fx("images").display().to_string();
+    let opened = sources::open(&folder, &m.input_shape(), &reading).unwrap();
+    assert_eq!((opened.len(), opened.example_shape()), (9, vec![3, 32, 32]));
+    let err = sources::open("mnist-validation", &m.input_shape(), &reading)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("expected mnist-test, mnist-train"), "{err}");
+    let err = mnist.fetch(&[3, 10]).unwrap_err().to_string();
+    assert!(err.contains("out of range"), "{err}");
 }
 
 #[test]

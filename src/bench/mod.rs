@@ -4,10 +4,12 @@
 //!
 //! - [`fwd_bwd`]: forward+backward of N100-100-10 on 60,000 images, ours vs plain PyTorch.
 //! - [`engine`]: the batched L-BFGS-B engine's own cost per iteration vs one MLP forward+backward.
+//! - [`units`]: the units pass (§3) against the forward passes alone.
 
 pub mod engine;
 pub mod fwd_bwd;
 pub mod spectral;
+pub mod units;
 
 use std::time::Instant;
 

@@ -15,6 +15,7 @@ mod transfer;
 use std::path::PathBuf;
 
 mod spectral;
+mod units;
 
 #[derive(Parser)]
 #[command(
@@ -88,7 +89,7 @@ enum Cmd {
     },
     /// Units vs random directions (paper §3, Figs 1–4): the top images of a data set for units and random
     /// directions of a layer, as CSV, figures and label-purity statistics.
-    Units(blindspot::units::UnitsArgs),
+    Units(units::UnitsArgs),
     /// The paper's attack (§4.1): box-constrained L-BFGS on c·‖r‖ + loss(x + r, target) with a per-example
     /// search over c, batched; every adversarial re-verified. Writes adversarial.safetensors, a CSV row per
     /// example and summary.json.
@@ -233,12 +234,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 (err * set.len() as f64).round() as i64
             );
         }
-        Cmd::Units(a) => {
-            if let blindspot::units::UnitsOutcome::Done(s) = blindspot::units::run(&a)? {
-                println!("{}: layer {} over {} images", s.model, s.layer, s.n_images);
-                println!("{}", s.conclusion);
-            }
-        }
+        Cmd::Units(a) => units::run(&a)?,
         Cmd::Transfer(a) => transfer::run(&a)?,
         Cmd::Attack(a) => attack::run(&a)?,
         Cmd::Spectral(a) => spectral::run(&a)?,

@@ -10,8 +10,14 @@ pub enum DataError {
     Channels(i64),
     #[error("resize ({resize}) must be at least the crop size ({crop}) and both positive")]
     ResizeCrop { resize: u32, crop: u32 },
-    #[error("image index {index} out of range (0..{len})")]
-    IndexOutOfRange { index: usize, len: usize },
+    #[error("data index {index} out of range for {data} (0..{len}): use an index of the data set")]
+    IndexOutOfRange {
+        data: String,
+        index: usize,
+        len: usize,
+    },
+    #[error("--data `{spec}`: expected mnist-test, mnist-train or an existing image folder")]
+    UnknownSource { spec: String },
     #[error("an image decoding thread panicked while decoding a batch")]
     DecoderPanicked,
 }

@@ -23,17 +23,7 @@ use std::thread::JoinHandle;
 use tch::Tensor;
 
 /// What to do with an image file that cannot be decoded.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnBadImage {
     /// Warn, count it, and go on without it.
@@ -41,6 +31,17 @@ pub enum OnBadImage {
     Skip,
     /// Stop with an error naming the file.
     Fail,
+}
+
+impl std::str::FromStr for OnBadImage {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "skip" => Ok(OnBadImage::Skip),
+            "fail" => Ok(OnBadImage::Fail),
+            _ => Err(format!("`{s}`: expected skip or fail")),
+        }
+    }
 }
 
 /// Preprocessing and loading options.
@@ -342,10 +343,14 @@ impl ImageFolder {
 
     /// Decodes and preprocesses image `i`: [C·crop·crop] f32 in [0, 1], channel-major.
     pub fn decode(&self, i: usize) -> Result<Vec<f32>> {
-        let e = self.entries.get(i).ok_or(DataError::IndexOutOfRange {
-            index: i,
-            len: self.len(),
-        })?;
+        let e = self
+            .entries
+            .get(i)
+            .ok_or_else(|| DataError::IndexOutOfRange {
+                data: self.root.display().to_string(),
+                index: i,
+                len: self.len(),
+            })?;
         decode_file(&e.path, &self.opts)
     }
 
@@ -422,6 +427,7 @@ fn load_batch(
     for &i in indices {
         if i >= entries.len() {
             return Err(DataError::IndexOutOfRange {
+                data: "an image folder".into(),
                 index: i,
                 len: entries.len(),
             }

@@ -4,6 +4,7 @@ pub mod error;
 pub mod images;
 pub mod mnist;
 pub mod sets;
+pub mod sources;
 pub mod split;
 
 pub use error::DataError;

@@ -20,12 +20,6 @@ pub(crate) struct UnitsRun<'a> {
     pub stage: &'a UnitsStage,
 }
 
-#[derive(clap::Parser)]
-struct UnitsCli {
-    #[command(flatten)]
-    args: crate::units::UnitsArgs,
-}
-
 impl Stage for UnitsRun<'_> {
     fn label(&self) -> String {
         format!("units/{}-{}", self.stage.model, self.stage.layer)
@@ -44,36 +38,26 @@ impl Stage for UnitsRun<'_> {
         }))
     }
     fn run(&self, ctx: &Ctx, d: &Path) -> Result<()> {
-        use clap::Parser;
         let u = self.stage;
+        let label = self.label();
+        let spec = crate::units::UnitsSpec {
+            data: u.data.clone(),
+            units: u.units.parse().map_err(|e: crate::units::UnitsError| {
+                Error::config(&label, "units", e.to_string())
+            })?,
+            random: u.random,
+            orthogonal: u.orthogonal,
+            top: u.top,
+            seed: ctx.exp.seed,
+            ..crate::units::UnitsSpec::new(&u.layer)
+        };
         let model = ctx.exp.model_path(&u.model);
-        let argv: Vec<String> = [
-            "units",
-            "--model",
-            &model.to_string_lossy(),
-            "--layer",
-            &u.layer,
-            "--data",
-            &u.data,
-            "--units",
-            &u.units,
-            "--random",
-            &u.random.to_string(),
-            "--top",
-            &u.top.to_string(),
-            "--out",
-            &d.to_string_lossy(),
-            "--seed",
-            &ctx.exp.seed.to_string(),
-            "--device",
-            &ctx.exp.device,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(u.orthogonal.then(|| "--orthogonal".to_string()))
-        .collect();
-        let cli = UnitsCli::try_parse_from(argv)
-            .map_err(|e| Error::Invalid(format!("{}: {e}", self.label())))?;
-        crate::units::run(&cli.args).map(|_| ())
+        let m = crate::models::torchscript::load_classifier(&model, ctx.device)?;
+        crate::units::run(m.as_ref(), &spec, d, |dir, s| {
+            crate::report::units::draw(dir)?;
+            println!("[{}] {}", s.layer, s.conclusion);
+            Ok(())
+        })
+        .map(|_| ())
     }
 }

@@ -12,5 +12,6 @@ pub mod paper;
 pub mod run;
 pub mod spectral;
 pub mod transfer;
+pub mod units;
 
 pub use error::ReportError;

@@ -9,6 +9,7 @@ pub mod models;
 pub mod spectral;
 pub mod table;
 pub mod transfer;
+pub mod units;
 
 pub use table::{pct, Table};
 
