@@ -10,27 +10,30 @@ pub fn parse_device(name: &str) -> Result<Device> {
         "cpu" => return Ok(Device::Cpu),
         "cuda" => Device::Cuda(0),
         s if s.starts_with("cuda:") => {
-            let idx: usize = s[5..].parse().map_err(|_| {
-                Error::Device(format!(
-                    "`{name}`: expected cpu, cuda or cuda:N with N a number"
-                ))
+            let idx: usize = s[5..].parse().map_err(|_| Error::Device {
+                requested: name.clone(),
+                why: "expected cpu, cuda or cuda:N with N a number".into(),
             })?;
             Device::Cuda(idx)
         }
         _ => {
-            return Err(Error::Device(format!(
-                "unknown device `{name}`: use cpu, cuda or cuda:N"
-            )))
+            return Err(Error::Device {
+                requested: name.clone(),
+                why: "unknown device: use cpu, cuda or cuda:N".into(),
+            })
         }
     };
     let n = tch::Cuda::device_count() as usize;
     if let Device::Cuda(i) = dev {
         if i >= n {
-            return Err(Error::Device(if n == 0 {
-                format!("`{name}` requested but no CUDA device is available on this machine (libtorch sees 0 GPUs); use --device cpu")
-            } else {
-                format!("`{name}` requested but only {n} CUDA device(s) exist (cuda:0..cuda:{}); pick one of those", n - 1)
-            }));
+            return Err(Error::Device {
+                requested: name.clone(),
+                why: if n == 0 {
+                    "no CUDA device is available on this machine (libtorch sees 0 GPUs); use --device cpu".into()
+                } else {
+                    format!("only {n} CUDA device(s) exist (cuda:0..cuda:{}); pick one of those", n - 1)
+                },
+            });
         }
     }
     Ok(dev)

@@ -26,38 +26,37 @@ pub enum Error {
         field: String,
         msg: String,
     },
-    #[error("shape mismatch: {0}")]
-    Shape(String),
-    #[error("device error: {0}")]
-    Device(String),
-    #[error("invalid input: {0}")]
-    Invalid(String),
-    #[error("numerical problem: {0}")]
-    Numeric(String),
-    #[error(transparent)]
-    Optim(#[from] crate::optim::OptimError),
-    #[error(transparent)]
-    Model(#[from] crate::models::ModelError),
-    #[error(transparent)]
-    Train(#[from] crate::train::TrainError),
+    #[error("{what}: expected {expected}, got {got:?}")]
+    Shape {
+        what: String,
+        expected: String,
+        got: Vec<i64>,
+    },
+    #[error("device `{requested}`: {why}")]
+    Device { requested: String, why: String },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
-    #[error(transparent)]
-    Checkpoint(#[from] crate::results::checkpoint::OtherWork),
-    #[error(transparent)]
-    Data(#[from] crate::data::DataError),
-    #[error(transparent)]
-    Attack(#[from] crate::attack::AttackError),
-    #[error(transparent)]
-    Report(#[from] crate::report::ReportError),
-    #[error("{0}")]
-    Other(String),
     #[error("benchmark peer {}: {msg}", program.display())]
     Peer { program: PathBuf, msg: String },
     #[error(transparent)]
-    Spectral(#[from] crate::spectral::SpectralError),
+    Checkpoint(#[from] crate::results::checkpoint::OtherWork),
+    // Component errors, each with its own context.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Model(#[from] crate::models::ModelError),
+    #[error(transparent)]
+    Optim(#[from] crate::optim::OptimError),
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
+    #[error(transparent)]
+    Attack(#[from] crate::attack::AttackError),
     #[error(transparent)]
     Units(#[from] crate::units::UnitsError),
+    #[error(transparent)]
+    Spectral(#[from] crate::spectral::SpectralError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -16,6 +16,8 @@
 //! | tables and figures beside the paper's values | [`report`] |
 //! | YAML experiments, resumable stages | [`config`], [`experiments`] |
 
+#![warn(clippy::too_many_lines)]
+
 pub mod attack;
 pub mod bench;
 pub mod config;

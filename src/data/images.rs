@@ -68,9 +68,11 @@ impl ImageFolderOptions {
             || shape[1] != shape[2]
             || shape[1] < 1
         {
-            return Err(Error::Shape(format!(
-                "image folders feed models with square inputs [1 or 3, S, S]; this model takes {shape:?}"
-            )));
+            return Err(Error::Shape {
+                what: "the input of a model fed from an image folder".into(),
+                expected: "a square input [1 or 3, S, S]".into(),
+                got: shape.to_vec(),
+            });
         }
         let s = shape[1] as u32;
         Ok(ImageFolderOptions {

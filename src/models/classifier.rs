@@ -31,15 +31,17 @@ pub fn check_input(c: &dyn Classifier, x: &Tensor) -> Result<()> {
     let want = c.input_shape();
     let got = x.size();
     if got.len() != want.len() + 1 || got[1..] != want[..] {
-        return Err(crate::Error::Shape(format!(
-            "model `{}` expects inputs [B, {}], got {:?}",
-            c.name(),
-            want.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            got
-        )));
+        return Err(crate::Error::Shape {
+            what: format!("inputs of model `{}`", c.name()),
+            expected: format!(
+                "[B, {}]",
+                want.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            got,
+        });
     }
     Ok(())
 }

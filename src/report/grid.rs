@@ -76,9 +76,11 @@ fn draw_err(path: &Path, what: &'static str, e: impl std::fmt::Display) -> Error
 fn to_rgb8(t: &Tensor) -> Result<(u32, u32, Vec<u8>)> {
     let s = t.size();
     if s.len() != 3 || !(s[0] == 1 || s[0] == 3) || s[1] < 1 || s[2] < 1 {
-        return Err(Error::Shape(format!(
-            "grid images must be [1 or 3, H, W], got {s:?}"
-        )));
+        return Err(Error::Shape {
+            what: "a grid image".into(),
+            expected: "[1 or 3, H, W]".into(),
+            got: s,
+        });
     }
     let (c, h, w) = (s[0] as usize, s[1] as usize, s[2] as usize);
     let t = t
