@@ -31,7 +31,10 @@ pub fn parse_device(name: &str) -> Result<Device> {
                 why: if n == 0 {
                     "no CUDA device is available on this machine (libtorch sees 0 GPUs); use --device cpu".into()
                 } else {
-                    format!("only {n} CUDA device(s) exist (cuda:0..cuda:{}); pick one of those", n - 1)
+                    format!(
+                        "only {n} CUDA device(s) exist (cuda:0..cuda:{}); pick one of those",
+                        n - 1
+                    )
                 },
             });
         }

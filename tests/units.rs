@@ -134,7 +134,10 @@ fn torchscript_bad_inputs_give_clear_errors() {
     let err = m.layer(&x, "conv9").unwrap_err().to_string();
     assert!(err.contains("conv1, pool1, fc1, logits"), "{err}");
     let bad = Tensor::zeros([1, 3, 28, 28], (Kind::Float, Device::Cpu));
-    assert!(matches!(m.logits(&bad), Err(blindspot::Error::Shape { .. })));
+    assert!(matches!(
+        m.logits(&bad),
+        Err(blindspot::Error::Shape { .. })
+    ));
 }
 
 // -------------------------------------------------------------------------------------------- images
