@@ -13,8 +13,17 @@
 //! | §4.2 cross-model generalisation, Tables 2 and 4 | [`attack::transfer`] |
 //! | §3 units vs random directions, Figs 1–4 | [`units`] |
 //! | §4.3 spectral analysis, Table 5 | [`spectral`] |
-//! | tables and figures beside the paper's values | [`report`] |
+//! | the result files every stage writes (schemas, readers, writers, checkpoints) | [`results`] |
+//! | tables and figures beside the paper's values, drawn from result files only | [`report`] |
 //! | YAML experiments, resumable stages | [`config`], [`experiments`] |
+//! | speed benchmarks against peers | [`bench`] |
+//!
+//! The data flow of one run: an experiment file (YAML) is parsed into typed, validated specs
+//! ([`config`]); [`experiments`] turns them into a plan of stages, each reading files, calling one
+//! library entry point with a typed spec (e.g. [`attack::attack_dataset`], [`units::run`],
+//! [`spectral::run`]) and writing result files ([`results`]) into its folder; [`report`] renders tables
+//! and figures from those files alone. The `blindspot` binary's `cli` module is the only place that knows
+//! clap. Dependency rules and where to add things: `docs/architecture.md`.
 
 #![warn(clippy::too_many_lines)]
 

@@ -3,7 +3,7 @@
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A progress bar over `len` units of work called `what` (e.g. "iter", "img").
-pub fn bar(len: u64, msg: &str, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, msg: &str, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     let style = ProgressStyle::with_template(&format!(
         "{{msg:>14}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {what} ({{per_sec}}, ETA {{eta}})"

@@ -152,7 +152,7 @@ impl Observer for LbfgsObserver {
 }
 
 /// Minimises the problem's loss from `theta0` [P] with full-batch L-BFGS.
-pub fn train_lbfgs(
+pub(crate) fn train_lbfgs(
     problem: Problem,
     theta0: &Tensor,
     settings: &LbfgsbSettings,

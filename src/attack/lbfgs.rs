@@ -115,7 +115,7 @@ impl AttackSettings {
     }
 
     /// The engine settings of one solve.
-    pub fn lbfgsb(&self) -> Result<LbfgsbSettings> {
+    pub(crate) fn lbfgsb(&self) -> Result<LbfgsbSettings> {
         LbfgsbSettings::default()
             .with_history(self.history)?
             .with_max_iter(self.max_iter)?

@@ -14,7 +14,7 @@ pub mod units;
 use std::time::Instant;
 
 /// The median of `v` (the upper median for an even count); NaN when empty.
-pub fn median(v: &[f64]) -> f64 {
+pub(crate) fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -32,7 +32,7 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
 
 /// Waits for the device's queued work (CUDA kernels run asynchronously), so a wall clock read after it
 /// covers the work. A no-op on the CPU.
-pub fn synchronize(device: tch::Device) {
+pub(crate) fn synchronize(device: tch::Device) {
     if let tch::Device::Cuda(i) = device {
         tch::Cuda::synchronize(i as i64);
     }

@@ -103,7 +103,10 @@ fn be_u32(b: &[u8], at: usize) -> u32 {
 }
 
 /// Parses an IDX3 image file: returns (count, rows, cols, pixels).
-pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<(usize, usize, usize, Vec<u8>)> {
+pub(crate) fn parse_idx_images(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(usize, usize, usize, Vec<u8>)> {
     if bytes.len() < 16 {
         return Err(Error::format(
             path,
@@ -143,7 +146,7 @@ pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<(usize, usize, usiz
 }
 
 /// Parses an IDX1 label file with labels in 0..10.
-pub fn parse_idx_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn parse_idx_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     if bytes.len() < 8 {
         return Err(Error::format(
             path,

@@ -19,12 +19,11 @@ mod transfer;
 mod units;
 
 pub use models::{evaluate_all, train_and_save};
-pub use stage::RunLog;
 
 use crate::config::Experiment;
 use crate::data::MnistData;
 use crate::{Error, Result};
-use stage::{is_finished, run_stage, Ctx, Stage};
+use stage::{is_finished, run_stage, Ctx, RunLog, Stage};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -156,7 +155,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
 }
 
 /// A folder-name-safe version of a model or layer name (a path's file stem for model paths).
-pub fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     let base = std::path::Path::new(s)
         .file_stem()
         .map(|f| f.to_string_lossy().into_owned())

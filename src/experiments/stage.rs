@@ -39,7 +39,7 @@ pub(crate) trait Stage {
 
 /// What a run did: stage timings (label, seconds, skipped) and the stages it ran or skipped.
 #[derive(Debug, Default)]
-pub struct RunLog {
+pub(crate) struct RunLog {
     pub timings: Vec<(String, f64, bool)>,
     pub ran: Vec<String>,
     pub skipped: Vec<String>,

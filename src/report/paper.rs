@@ -3,7 +3,7 @@
 
 /// Paper values for one MNIST model (fractions, not percent); `None` where the paper gives none.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PaperModel {
+pub(crate) struct PaperModel {
     pub train_err: Option<f64>,
     pub test_err: Option<f64>,
     pub p1_err: Option<f64>,
@@ -12,7 +12,7 @@ pub struct PaperModel {
 }
 
 /// Table 1 and Table 3 rows.
-pub fn paper_model(name: &str) -> Option<PaperModel> {
+pub(crate) fn paper_model(name: &str) -> Option<PaperModel> {
     let m = |train, test, dist| PaperModel {
         train_err: Some(train),
         test_err: Some(test),
@@ -42,7 +42,7 @@ pub fn paper_model(name: &str) -> Option<PaperModel> {
 
 /// The reproduction's accuracy target for a model, as (description, check on (train/own-half err, test err)).
 /// Check of (own-set error, test error).
-pub type TargetCheck = fn(f64, f64) -> bool;
+pub(crate) type TargetCheck = fn(f64, f64) -> bool;
 
 pub fn target(name: &str) -> Option<(&'static str, TargetCheck)> {
     Some(match name {
@@ -70,7 +70,7 @@ pub fn target(name: &str) -> Option<(&'static str, TargetCheck)> {
 /// Table 2 (training-set adversarials of the Table 1 models) and Table 4 (test-set adversarials of M1,
 /// M1′, M2): the paper's error of model `model` on the examples of row `row` (keys of
 /// [`crate::results::transfer::Row::key`]: a model name, `gaussian σ`, or `<model> amplified <distortion>`).
-pub fn paper_transfer(row: &str, model: &str) -> Option<f64> {
+pub(crate) fn paper_transfer(row: &str, model: &str) -> Option<f64> {
     const T2_COLS: [&str; 6] = [
         "softmax1",
         "softmax2",
@@ -114,7 +114,7 @@ pub fn paper_transfer(row: &str, model: &str) -> Option<f64> {
 
 /// The distortion the paper lists for a row of Table 2 or 4 (Table 4's adversarial rows give it in the
 /// row label; Gaussian rows list σ).
-pub fn paper_transfer_distortion(row: &str) -> Option<f64> {
+pub(crate) fn paper_transfer_distortion(row: &str) -> Option<f64> {
     if let Some(s) = row.strip_prefix("gaussian ") {
         return s.parse().ok();
     }

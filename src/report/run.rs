@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// A stage the report shows: the model it is about, a detail (a layer, a table name) and its folder
 /// relative to the run folder.
 #[derive(Debug, Clone)]
-pub struct StageEntry {
+pub(crate) struct StageEntry {
     pub model: String,
     pub detail: String,
     pub dir: PathBuf,
@@ -21,14 +21,14 @@ pub struct StageEntry {
 /// A trained model of the run: its name (its folder is `models/<name>`) and the set it was trained on
 /// (`train`, `p1` or `p2`).
 #[derive(Debug, Clone)]
-pub struct ModelEntry {
+pub(crate) struct ModelEntry {
     pub name: String,
     pub trained_on: String,
 }
 
 /// Everything the report needs to know about a run besides its files.
 #[derive(Debug, Clone)]
-pub struct ReportInputs {
+pub(crate) struct ReportInputs {
     pub name: String,
     pub run_dir: PathBuf,
     pub split_seed: u64,
@@ -46,7 +46,7 @@ pub struct ReportInputs {
 }
 
 /// Writes `report.md` and `models.csv` for a run whose model stages are finished.
-pub fn write_report(inp: &ReportInputs) -> Result<PathBuf> {
+pub(crate) fn write_report(inp: &ReportInputs) -> Result<PathBuf> {
     let run_dir = inp.run_dir.as_path();
     let (t, misses) = models_table(inp)?;
     let mut timing = Table::new(&["stage", "seconds", "this run"]);

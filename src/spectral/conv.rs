@@ -105,7 +105,7 @@ pub fn zero_bound_torus(input: [i64; 2], g: &ConvGeom) -> [i64; 2] {
 
 /// Per-frequency blocks of a convolution on a circular `torus` grid (multiples of the stride):
 /// `weight` [F, C/g, kh, kw] → complex128 [M_h·M_w·g, F/g, (C/g)·s_h·s_w], with `M = torus / stride`.
-pub fn frequency_blocks(weight: &Tensor, g: &ConvGeom, torus: [i64; 2]) -> Result<Tensor> {
+pub(crate) fn frequency_blocks(weight: &Tensor, g: &ConvGeom, torus: [i64; 2]) -> Result<Tensor> {
     let ws = weight.size();
     if ws.len() != 4 {
         return Err(SpectralError::WeightShape {

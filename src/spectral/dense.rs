@@ -7,7 +7,7 @@ use crate::Result;
 use tch::{Kind, Tensor};
 
 /// Largest operator (rows × cols) that [`zero_conv_matrix`] / [`circular_conv_matrix`] will build.
-pub const MAX_DENSE_ENTRIES: i64 = 64 * 1024 * 1024;
+pub(crate) const MAX_DENSE_ENTRIES: i64 = 64 * 1024 * 1024;
 
 /// Dense matrix of the zero-padded convolution, built by applying `conv2d` to the basis vectors:
 /// f64 [F·H'·W', C·H·W].

@@ -13,7 +13,7 @@ use crate::Result;
 use tch::{Kind, Tensor};
 
 /// A Gram operator on flat f64 vectors.
-pub type GramOp<'a> = Box<dyn Fn(&Tensor) -> Result<Tensor> + 'a>;
+pub(crate) type GramOp<'a> = Box<dyn Fn(&Tensor) -> Result<Tensor> + 'a>;
 
 /// Settings of [`lanczos_extremes`] and [`power_iteration`].
 #[derive(Debug, Clone, Copy)]

@@ -57,7 +57,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Confidence level of the bootstrap intervals and significance level 1 − it of the tests.
-pub const CONFIDENCE_LEVEL: f64 = 0.95;
+pub(crate) const CONFIDENCE_LEVEL: f64 = 0.95;
 
 /// What to analyse: the options of `blindspot units` and of a YAML `units:` stage (the model, device and
 /// output folder are given to the entry points).
