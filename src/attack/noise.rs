@@ -24,7 +24,7 @@ pub fn gaussian_noise(
 
 /// `images` [N, ..] plus N(0, stddev²) noise drawn from `seed`, *not* clipped (may leave the box).
 pub fn gaussian_noise_unclipped(images: &Tensor, stddev: f64, seed: u64) -> Result<Tensor> {
-    gaussian_noise(images, stddev, seed, (f64::NEG_INFINITY, f64::INFINITY))
+    gaussian_noise(images, stddev, seed, UNBOUNDED)
 }
 
 /// Accuracy of `model` on `images` [N, ..] with unclipped Gaussian noise of `stddev`.
@@ -36,8 +36,7 @@ pub fn noise_accuracy_unclipped(
     seed: u64,
     batch: i64,
 ) -> Result<f64> {
-    let noisy = gaussian_noise_unclipped(images, stddev, seed)?;
-    crate::models::classifier::accuracy(model, &noisy, labels, batch)
+    accuracy_in_box(model, images, labels, stddev, seed, batch, UNBOUNDED)
 }
 
 /// Accuracy of `model` on `images` [N, ..] with Gaussian noise of `stddev` (clipped to the box).
@@ -49,6 +48,30 @@ pub fn noise_accuracy(
     seed: u64,
     batch: i64,
 ) -> Result<f64> {
-    let noisy = gaussian_noise(images, stddev, seed, model.input_bounds())?;
+    accuracy_in_box(
+        model,
+        images,
+        labels,
+        stddev,
+        seed,
+        batch,
+        model.input_bounds(),
+    )
+}
+
+/// No box: noisy images keep whatever values the noise gives them.
+const UNBOUNDED: (f64, f64) = (f64::NEG_INFINITY, f64::INFINITY);
+
+/// Accuracy of `model` on `images` plus Gaussian noise of `stddev`, clipped to `bounds`.
+fn accuracy_in_box(
+    model: &dyn Classifier,
+    images: &Tensor,
+    labels: &Tensor,
+    stddev: f64,
+    seed: u64,
+    batch: i64,
+    bounds: (f64, f64),
+) -> Result<f64> {
+    let noisy = gaussian_noise(images, stddev, seed, bounds)?;
     crate::models::classifier::accuracy(model, &noisy, labels, batch)
 }
