@@ -79,11 +79,15 @@ pub struct AttackSpec {
 fn default_split() -> String {
     "train".into()
 }
-fn default_true() -> bool {
+/// Examples per chunk (attacks) or per forward pass (transfer tables) unless set: peak memory is
+/// proportional to it.
+pub const DEFAULT_BATCH: i64 = 10_000;
+
+pub(crate) fn default_true() -> bool {
     true
 }
-fn default_batch() -> i64 {
-    10_000
+pub(crate) fn default_batch() -> i64 {
+    DEFAULT_BATCH
 }
 fn default_split_seed() -> u64 {
     2014

@@ -54,20 +54,12 @@ pub struct TransferSpec {
     #[serde(default)]
     pub amplify: Vec<f64>,
     /// Images per forward pass.
-    #[serde(default = "default_batch")]
+    #[serde(default = "super::default_batch")]
     pub batch: i64,
     /// Clip noisy images to the input box (valid images); `false` keeps x + noise as it is, so the
     /// row's distortion is σ (the paper's tables list σ as the distortion).
-    #[serde(default = "default_true")]
+    #[serde(default = "super::default_true")]
     pub clip_noise: bool,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_batch() -> i64 {
-    10_000
 }
 
 impl Default for TransferSpec {
@@ -75,7 +67,7 @@ impl Default for TransferSpec {
         Self {
             noise: Vec::new(),
             amplify: Vec::new(),
-            batch: default_batch(),
+            batch: super::DEFAULT_BATCH,
             clip_noise: true,
         }
     }

@@ -39,7 +39,7 @@ pub struct AttackArgs {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Examples per chunk (peak memory is proportional to it).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = attack::DEFAULT_BATCH)]
     pub batch: i64,
     /// Seed of the random targets.
     #[arg(long, default_value_t = 0)]

@@ -22,7 +22,7 @@ pub struct TransferArgs {
     #[arg(long, num_args = 0..)]
     pub amplify: Vec<f64>,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = blindspot::attack::DEFAULT_BATCH)]
     pub batch: i64,
     /// Leave noisy images unclipped (they may leave [0, 1]; distortion = σ as in the paper's tables).
     #[arg(long)]
