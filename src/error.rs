@@ -26,7 +26,7 @@ pub enum Error {
         field: String,
         msg: String,
     },
-    #[error("{what}: expected {expected}, got {got:?}")]
+    #[error("{what} {expected}, got {got:?}")]
     Shape {
         what: String,
         expected: String,

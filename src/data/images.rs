@@ -69,8 +69,8 @@ impl ImageFolderOptions {
             || shape[1] < 1
         {
             return Err(Error::Shape {
-                what: "the input of a model fed from an image folder".into(),
-                expected: "a square input [1 or 3, S, S]".into(),
+                what: "image folders feed models with square inputs".into(),
+                expected: "[1 or 3, S, S]".into(),
                 got: shape.to_vec(),
             });
         }

@@ -32,7 +32,7 @@ pub fn check_input(c: &dyn Classifier, x: &Tensor) -> Result<()> {
     let got = x.size();
     if got.len() != want.len() + 1 || got[1..] != want[..] {
         return Err(crate::Error::Shape {
-            what: format!("inputs of model `{}`", c.name()),
+            what: format!("model `{}` expects inputs", c.name()),
             expected: format!(
                 "[B, {}]",
                 want.iter()

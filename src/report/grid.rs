@@ -77,7 +77,7 @@ fn to_rgb8(t: &Tensor) -> Result<(u32, u32, Vec<u8>)> {
     let s = t.size();
     if s.len() != 3 || !(s[0] == 1 || s[0] == 3) || s[1] < 1 || s[2] < 1 {
         return Err(Error::Shape {
-            what: "a grid image".into(),
+            what: "grid images must be".into(),
             expected: "[1 or 3, H, W]".into(),
             got: s,
         });
