@@ -40,6 +40,8 @@ pub enum Error {
     Peer { program: PathBuf, msg: String },
     #[error(transparent)]
     Checkpoint(#[from] crate::results::checkpoint::OtherWork),
+    #[error(transparent)]
+    Path(#[from] crate::results::paths::PathError),
     // Component errors, each with its own context.
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
@@ -57,6 +59,8 @@ pub enum Error {
     Spectral(#[from] crate::spectral::SpectralError),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    #[error(transparent)]
+    Run(#[from] crate::experiments::RunError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

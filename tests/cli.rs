@@ -101,15 +101,28 @@ fn run_is_resumable_and_rerun_skips() {
         "{}",
         text(&o)
     );
-    // shards: 1/2 has no models here, so nothing is trained and the (already complete) report is rewritten
-    let o = run(&["run", "tiny.yaml", "--shard", "1/2"], d.path());
+    // one stage (as a scheduler job runs it), an unknown stage, and the status of every stage
+    let o = run(
+        &["run", "tiny.yaml", "--stage", "models/softmax1"],
+        d.path(),
+    );
     assert!(
-        o.status.success() && text(&o).contains("trained: 0"),
+        o.status.success() && text(&o).contains("models/softmax1: up to date"),
         "{}",
         text(&o)
     );
-    let o = run(&["run", "tiny.yaml", "--shard", "2/2"], d.path());
-    assert!(!o.status.success(), "bad shard must fail");
+    let o = run(&["run", "tiny.yaml", "--stage", "models/nope"], d.path());
+    assert!(
+        !o.status.success() && text(&o).contains("its stages are: models/softmax1"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["status", "tiny.yaml"], d.path());
+    assert!(
+        o.status.success() && text(&o).contains("models/softmax1") && text(&o).contains("done"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

@@ -6,11 +6,12 @@
 use anyhow::{bail, Context, Result};
 use blindspot::config::Experiment;
 use blindspot::data::MnistData;
-use blindspot::experiments::{self, RunOptions};
+use blindspot::experiments;
 use blindspot::models::zoo::ZooModel;
 use clap::{Parser, Subcommand};
 
 mod attack;
+mod run;
 mod transfer;
 use std::path::PathBuf;
 
@@ -36,22 +37,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run an experiment file (YAML): train its models, evaluate them, write the report. Resumable: finished
-    /// stages whose configuration and inputs did not change are skipped.
-    Run {
-        /// The experiment file, e.g. experiments/quick.yaml.
-        experiment: PathBuf,
-        /// Redo every stage even if its outputs are up to date.
-        #[arg(long)]
-        force: bool,
-        /// Run only shard i of n (0-based, `i/n`): model stages are dealt round robin; the report is written
-        /// by whichever shard finishes last (or re-run without --shard).
-        #[arg(long, value_parser = parse_shard)]
-        shard: Option<(usize, usize)>,
-        /// Override the experiment's device (cpu, cuda, cuda:N).
-        #[arg(long)]
-        device: Option<String>,
-    },
+    /// Run an experiment file (YAML): train its models, run its analyses, write the report. Resumable:
+    /// finished stages whose configuration and inputs did not change are skipped; each stage is locked
+    /// while it runs, so several processes can share one run folder.
+    Run(run::RunArgs),
+    /// The state of every stage of an experiment: done, stale (and why), running, waiting, partial.
+    Status(run::StatusArgs),
+    /// Rewrite an experiment's report from its finished stages.
+    Report(run::ReportArgs),
     /// Train one model of an experiment file and save it (model.json + weights.safetensors).
     Train {
         /// The experiment file that defines the model, e.g. experiments/paper.yaml.
@@ -125,16 +118,6 @@ enum BenchCmd {
     },
 }
 
-fn parse_shard(s: &str) -> Result<(usize, usize), String> {
-    let (i, n) = s.split_once('/').ok_or("expected i/n, e.g. 0/4")?;
-    let i: usize = i.parse().map_err(|_| "i must be a number")?;
-    let n: usize = n.parse().map_err(|_| "n must be a number")?;
-    if n == 0 || i >= n {
-        return Err(format!("shard {i}/{n}: need 0 ≤ i < n"));
-    }
-    Ok((i, n))
-}
-
 /// Parses the command line, runs it and returns the process exit code (clap exits by itself with 2 on a
 /// usage error).
 pub fn main() -> i32 {
@@ -153,29 +136,9 @@ pub fn main() -> i32 {
 
 fn dispatch(cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Run {
-            experiment,
-            force,
-            shard,
-            device,
-        } => {
-            let mut exp = Experiment::load(&experiment)?;
-            if let Some(d) = device {
-                exp.device = d;
-                exp.validate(&experiment.display().to_string())?;
-            }
-            let s = experiments::run(&exp, &RunOptions { force, shard })?;
-            println!("run folder: {}", s.run_dir.display());
-            println!(
-                "trained: {} | up to date: {}",
-                s.trained.len(),
-                s.skipped.len()
-            );
-            match s.report {
-                Some(r) => println!("report: {}", r.display()),
-                None => println!("report: not yet (other shards still running)"),
-            }
-        }
+        Cmd::Run(a) => run::run(a)?,
+        Cmd::Status(a) => run::status(a)?,
+        Cmd::Report(a) => run::report(a)?,
         Cmd::Train {
             experiment,
             model,

@@ -7,9 +7,11 @@
 
 mod model;
 mod stages;
+mod validate;
 
 pub use model::{Activation, ArchSpec, Channels, ModelSpec, OptimizerSpec, TrainSet};
-pub use stages::{AttackStage, Fig7Stage, SpectralStage, TransferStage, UnitsStage};
+pub use stages::{model_stem, AttackStage, Fig7Stage, SpectralStage, TransferStage, UnitsStage};
+pub use validate::Limits;
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -114,87 +116,6 @@ impl Experiment {
         })?;
         exp.validate(file)?;
         Ok(exp)
-    }
-
-    pub fn validate(&self, file: &str) -> Result<()> {
-        if self.name.is_empty() || self.name.contains(['/', '\\']) {
-            return Err(Error::config(
-                file,
-                "name",
-                format!("`{}` cannot be a folder name", self.name),
-            ));
-        }
-        crate::device::parse_device(&self.device)
-            .map_err(|e| Error::config(file, "device", e.to_string()))?;
-        let dir = self.data.mnist_dir();
-        for stem in [
-            "train-images-idx3-ubyte",
-            "train-labels-idx1-ubyte",
-            "t10k-images-idx3-ubyte",
-            "t10k-labels-idx1-ubyte",
-        ] {
-            if !dir.join(format!("{stem}.gz")).exists() && !dir.join(stem).exists() {
-                return Err(Error::config(
-                    file,
-                    "data.mnist_dir",
-                    format!(
-                        "{} has no {stem}(.gz); point it at a folder with the four MNIST IDX files",
-                        dir.display()
-                    ),
-                ));
-            }
-        }
-        let mut tables = std::collections::HashSet::new();
-        for (i, t) in self.transfer.iter().enumerate() {
-            let f = |k: &str| format!("transfer[{i}].{k}");
-            if t.name.is_empty() || t.name.contains(['/', '\\']) || !tables.insert(t.name.clone()) {
-                return Err(Error::config(
-                    file,
-                    f("name"),
-                    format!("`{}` must be a unique folder name", t.name),
-                ));
-            }
-            if t.examples.is_empty() || t.models.is_empty() {
-                return Err(Error::config(
-                    file,
-                    f("examples"),
-                    "a table needs at least one row (`examples`) and one column (`models`)",
-                ));
-            }
-            for (j, e) in t.examples.iter().enumerate() {
-                if !self.attacks.iter().any(|a| &a.model == e) {
-                    return Err(Error::config(
-                        file,
-                        f(&format!("examples[{j}]")),
-                        format!("`{e}` has no attack stage in `attacks:`; add one or remove it"),
-                    ));
-                }
-            }
-            for (j, m) in t.models.iter().enumerate() {
-                if self.model(m).is_none() && !Path::new(m).exists() {
-                    return Err(Error::config(
-                        file,
-                        f(&format!("models[{j}]")),
-                        format!("`{m}` is neither a model of this experiment nor an existing path"),
-                    ));
-                }
-            }
-            t.spec
-                .validate()
-                .map_err(|e| Error::config(file, format!("transfer[{i}]"), e.to_string()))?;
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, m) in self.models.iter().enumerate() {
-            m.validate(file, &format!("models[{i}]"))?;
-            if !seen.insert(m.name.clone()) {
-                return Err(Error::config(
-                    file,
-                    format!("models[{i}].name"),
-                    format!("`{}` is used twice", m.name),
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// The model spec called `name`.

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 pub struct TransferStage {
     /// Table name (its folder under `transfer/`), e.g. `table2`.
     pub name: String,
-    /// Models whose attack stage (in `attacks:`) supplies a row of adversarials each.
+    /// Attack stages (in `attacks:`, by name: the model's unless the stage has its own `name`) that
+    /// supply a row of adversarials each.
     pub examples: Vec<String>,
     /// Models evaluated, one column each: models of this experiment or paths.
     pub models: Vec<String>,
@@ -40,10 +41,39 @@ fn default_shown() -> i64 {
 #[serde(deny_unknown_fields)]
 pub struct AttackStage {
     pub model: String,
+    /// The stage's name: its folder under `attacks/` and how transfer tables refer to it (default: the
+    /// model's name, or a model path's file stem). Two attacks on one model need two names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Split, examples, targets, batch, seed and solver settings (`blindspot attack --help`); the split
     /// seed is the experiment's `data.split_seed`.
     #[serde(default)]
     pub spec: crate::attack::AttackSpec,
+}
+
+impl AttackStage {
+    /// The stage's name: `name`, else the model's name (a model path's file stem).
+    pub fn name(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => model_stem(&self.model),
+        }
+    }
+}
+
+/// A model reference as a folder-name part: a path with a separator gives its file stem
+/// (`runs/x/models/N100` → `N100`, `models/alexnet.pt` → `alexnet`), anything else itself; characters
+/// outside the name pattern become `_`.
+pub fn model_stem(model: &str) -> String {
+    if model.contains(['/', '\\']) {
+        let stem = std::path::Path::new(model)
+            .file_stem()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        crate::results::folder_name(&stem)
+    } else {
+        crate::results::folder_name(model)
+    }
 }
 
 /// A units-vs-random-directions stage: the options of `blindspot units` for one model and layer.

@@ -1,14 +1,15 @@
 //! The attack stages (§4.1; Table 1's and Table 3's last column): the paper's attack on one model over an
-//! MNIST split, in `attacks/<model>/`.
+//! MNIST split, in `attacks/<name>/` (the stage's `name`, else its model's).
 
-use super::stage::{model_fingerprint, model_needs, Ctx, Stage, STAGE_VERSION};
+use super::stage::{model_needs, Ctx, Stage};
 use crate::config::{AttackStage, Experiment};
 use crate::Result;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// The folder of an attack stage.
 pub(crate) fn attack_dir(run_dir: &Path, a: &AttackStage) -> PathBuf {
-    run_dir.join("attacks").join(super::sanitize(&a.model))
+    run_dir.join("attacks").join(a.name())
 }
 
 /// Attacks one model.
@@ -26,19 +27,19 @@ impl AttackStageRun<'_> {
 
 impl Stage for AttackStageRun<'_> {
     fn label(&self) -> String {
-        format!("attacks/{}", self.stage.model)
+        format!("attacks/{}", self.stage.name())
     }
     fn dir(&self, run_dir: &Path) -> PathBuf {
         attack_dir(run_dir, self.stage)
     }
-    fn needs(&self, exp: &Experiment, run_dir: &Path) -> Vec<PathBuf> {
-        model_needs(exp, run_dir, &self.stage.model)
+    fn needs(&self, exp: &Experiment) -> Vec<String> {
+        model_needs(exp, &self.stage.model)
     }
-    fn fingerprint(&self, ctx: &Ctx) -> Result<serde_json::Value> {
-        let model = ctx.exp.model_path(&self.stage.model);
-        Ok(serde_json::json!({
-            "v": STAGE_VERSION, "stage": self.spec(ctx), "device": ctx.exp.device,
-            "model": model_fingerprint(&model), "data": ctx.data.fingerprint_json()
+    fn inputs(&self, ctx: &Ctx) -> Result<Value> {
+        let spec = self.spec(ctx);
+        Ok(json!({
+            "common": ctx.common(spec.seed), "stage": spec,
+            "model": ctx.model_input(&self.stage.model)?, "data": ctx.data_input()
         }))
     }
     fn run(&self, ctx: &Ctx, dir: &Path) -> Result<()> {

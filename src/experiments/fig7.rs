@@ -1,7 +1,7 @@
 //! The Fig 7 stage (§4.2): adversarials of the shown test images and Gaussian-noise accuracies, computed
 //! by [`crate::attack::fig7`] and saved in `fig7/`; the report draws the grids there.
 
-use super::stage::{model_fingerprint, model_needs, Ctx, Stage, STAGE_VERSION};
+use super::stage::{model_needs, Ctx, Stage};
 use crate::config::{Experiment, Fig7Stage};
 use crate::models::zoo::ZooModel;
 use crate::Result;
@@ -19,22 +19,23 @@ impl Stage for Fig7Run<'_> {
     fn dir(&self, run_dir: &Path) -> PathBuf {
         run_dir.join("fig7")
     }
-    fn needs(&self, exp: &Experiment, run_dir: &Path) -> Vec<PathBuf> {
+    fn needs(&self, exp: &Experiment) -> Vec<String> {
         self.stage
             .models
             .iter()
-            .flat_map(|m| model_needs(exp, run_dir, m))
+            .flat_map(|m| model_needs(exp, m))
             .collect()
     }
-    fn fingerprint(&self, ctx: &Ctx) -> Result<serde_json::Value> {
-        let fps: Vec<String> = self
+    fn inputs(&self, ctx: &Ctx) -> Result<serde_json::Value> {
+        let models = self
             .stage
             .models
             .iter()
-            .map(|m| model_fingerprint(&ctx.exp.model_path(m)))
-            .collect();
+            .map(|m| ctx.model_input(m))
+            .collect::<Result<Vec<_>>>()?;
         Ok(serde_json::json!({
-            "v": STAGE_VERSION, "stage": self.stage, "seed": ctx.exp.seed, "models": fps
+            "common": ctx.common(ctx.exp.seed), "stage": self.stage, "models": models,
+            "data": ctx.data_input()
         }))
     }
     fn run(&self, ctx: &Ctx, dir: &Path) -> Result<()> {

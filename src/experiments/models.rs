@@ -1,7 +1,7 @@
 //! The model stages (§4.2, Tables 1 and 3): train one zoo model of the experiment, evaluate it on every
 //! MNIST set and save it (`model.json`, `weights.safetensors`, `train_log.csv`) in `models/<name>/`.
 
-use super::stage::{Ctx, Stage, STAGE_VERSION};
+use super::stage::{Ctx, Stage};
 use crate::config::ModelSpec;
 use crate::data::MnistData;
 use crate::models::zoo::ZooModel;
@@ -24,13 +24,12 @@ impl Stage for ModelStage<'_> {
     fn dir(&self, run_dir: &Path) -> PathBuf {
         run_dir.join("models").join(&self.spec.name)
     }
-    fn needs(&self, _exp: &crate::config::Experiment, _run_dir: &Path) -> Vec<PathBuf> {
+    fn needs(&self, _exp: &crate::config::Experiment) -> Vec<String> {
         Vec::new()
     }
-    fn fingerprint(&self, ctx: &Ctx) -> Result<serde_json::Value> {
+    fn inputs(&self, ctx: &Ctx) -> Result<serde_json::Value> {
         Ok(serde_json::json!({
-            "v": STAGE_VERSION, "spec": self.spec, "seed": self.seed(ctx), "device": ctx.exp.device,
-            "data": ctx.data.fingerprint_json()
+            "common": ctx.common(self.seed(ctx)), "spec": self.spec, "data": ctx.data_input()
         }))
     }
     fn run(&self, ctx: &Ctx, dir: &Path) -> Result<()> {

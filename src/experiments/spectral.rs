@@ -1,13 +1,15 @@
 //! The spectral stages (§4.3, Table 5): per-layer frame bounds of one model, in `spectral/<model>/`.
 
-use super::stage::{model_fingerprint, model_needs, Ctx, Stage, STAGE_VERSION};
+use super::stage::{model_needs, Ctx, Stage};
 use crate::config::{Experiment, SpectralStage};
 use crate::Result;
 use std::path::{Path, PathBuf};
 
 /// The folder of a spectral stage.
 pub(crate) fn spectral_dir(run_dir: &Path, sp: &SpectralStage) -> PathBuf {
-    run_dir.join("spectral").join(super::sanitize(&sp.model))
+    run_dir
+        .join("spectral")
+        .join(crate::config::model_stem(&sp.model))
 }
 
 /// The frame bounds of one model.
@@ -22,14 +24,17 @@ impl Stage for SpectralRun<'_> {
     fn dir(&self, run_dir: &Path) -> PathBuf {
         spectral_dir(run_dir, self.stage)
     }
-    fn needs(&self, exp: &Experiment, run_dir: &Path) -> Vec<PathBuf> {
-        model_needs(exp, run_dir, &self.stage.model)
+    fn needs(&self, exp: &Experiment) -> Vec<String> {
+        model_needs(exp, &self.stage.model)
     }
-    fn fingerprint(&self, ctx: &Ctx) -> Result<serde_json::Value> {
-        let model = ctx.exp.model_path(&self.stage.model);
+    fn inputs(&self, ctx: &Ctx) -> Result<serde_json::Value> {
+        let layer_spec = match &self.stage.spec {
+            Some(p) => Some(ctx.file_sha(p)?),
+            None => None,
+        };
         Ok(serde_json::json!({
-            "v": STAGE_VERSION, "stage": self.stage, "seed": ctx.exp.seed,
-            "model": model_fingerprint(&model)
+            "common": ctx.common(ctx.exp.seed), "stage": self.stage,
+            "model": ctx.model_input(&self.stage.model)?, "layer_spec": layer_spec
         }))
     }
     fn run(&self, ctx: &Ctx, d: &Path) -> Result<()> {

@@ -2,14 +2,14 @@
 //! its columns from models, in `transfer/<table>/`.
 
 use super::attacks::attack_dir;
-use super::stage::{model_fingerprint, model_needs, Ctx, Stage, STAGE_VERSION};
+use super::stage::{model_needs, Ctx, Stage};
 use crate::config::{AttackStage, Experiment, TransferStage};
 use crate::Result;
 use std::path::{Path, PathBuf};
 
 /// The folder of a transfer table.
 pub(crate) fn transfer_dir(run_dir: &Path, t: &TransferStage) -> PathBuf {
-    run_dir.join("transfer").join(super::sanitize(&t.name))
+    run_dir.join("transfer").join(&t.name)
 }
 
 /// One cross-model table.
@@ -24,7 +24,7 @@ impl<'a> TransferRun<'a> {
         let rows = stage
             .examples
             .iter()
-            .filter_map(|e| exp.attacks.iter().find(|a| &a.model == e))
+            .filter_map(|e| exp.attacks.iter().find(|a| &a.name() == e))
             .collect();
         TransferRun { stage, rows }
     }
@@ -37,28 +37,32 @@ impl Stage for TransferRun<'_> {
     fn dir(&self, run_dir: &Path) -> PathBuf {
         transfer_dir(run_dir, self.stage)
     }
-    fn needs(&self, exp: &Experiment, run_dir: &Path) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = self.rows.iter().map(|a| attack_dir(run_dir, a)).collect();
+    fn needs(&self, exp: &Experiment) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .rows
+            .iter()
+            .map(|a| format!("attacks/{}", a.name()))
+            .collect();
         for m in &self.stage.models {
-            v.extend(model_needs(exp, run_dir, m));
+            v.extend(model_needs(exp, m));
         }
         v
     }
-    fn fingerprint(&self, ctx: &Ctx) -> Result<serde_json::Value> {
-        let attack_fps: Vec<String> = self
+    fn inputs(&self, ctx: &Ctx) -> Result<serde_json::Value> {
+        let attacks = self
             .rows
             .iter()
-            .map(|a| model_fingerprint(&attack_dir(&ctx.run_dir, a)))
-            .collect();
-        let model_fps: Vec<String> = self
+            .map(|a| ctx.file_sha(&attack_dir(&ctx.run_dir, a).join("adversarial.safetensors")))
+            .collect::<Result<Vec<_>>>()?;
+        let models = self
             .stage
             .models
             .iter()
-            .map(|m| model_fingerprint(&ctx.exp.model_path(m)))
-            .collect();
+            .map(|m| ctx.model_input(m))
+            .collect::<Result<Vec<_>>>()?;
         Ok(serde_json::json!({
-            "v": STAGE_VERSION, "stage": self.stage, "seed": ctx.exp.seed, "device": ctx.exp.device,
-            "attacks": attack_fps, "models": model_fps
+            "common": ctx.common(ctx.exp.seed), "stage": self.stage,
+            "attacks": attacks, "models": models
         }))
     }
     fn run(&self, ctx: &Ctx, dir: &Path) -> Result<()> {
@@ -66,7 +70,7 @@ impl Stage for TransferRun<'_> {
             .rows
             .iter()
             .map(|a| crate::attack::transfer::Source {
-                name: a.model.clone(),
+                name: a.name(),
                 file: attack_dir(&ctx.run_dir, a).join("adversarial.safetensors"),
             })
             .collect();

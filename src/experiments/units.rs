@@ -1,7 +1,7 @@
 //! The units stages (§3, Figs 1–4): units vs random directions at one layer of a model, in
 //! `units/<model>-<layer>/`.
 
-use super::stage::{model_fingerprint, model_needs, Ctx, Stage, STAGE_VERSION};
+use super::stage::{model_needs, Ctx, Stage};
 use crate::config::{Experiment, UnitsStage};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 pub(crate) fn units_dir(run_dir: &Path, u: &UnitsStage) -> PathBuf {
     run_dir.join("units").join(format!(
         "{}-{}",
-        super::sanitize(&u.model),
-        super::sanitize(&u.layer)
+        crate::config::model_stem(&u.model),
+        crate::results::folder_name(&u.layer)
     ))
 }
 
@@ -27,14 +27,17 @@ impl Stage for UnitsRun<'_> {
     fn dir(&self, run_dir: &Path) -> PathBuf {
         units_dir(run_dir, self.stage)
     }
-    fn needs(&self, exp: &Experiment, run_dir: &Path) -> Vec<PathBuf> {
-        model_needs(exp, run_dir, &self.stage.model)
+    fn needs(&self, exp: &Experiment) -> Vec<String> {
+        model_needs(exp, &self.stage.model)
     }
-    fn fingerprint(&self, ctx: &Ctx) -> Result<serde_json::Value> {
-        let model = ctx.exp.model_path(&self.stage.model);
+    fn inputs(&self, ctx: &Ctx) -> Result<serde_json::Value> {
+        let data = match self.stage.data.as_str() {
+            "mnist-test" | "mnist-train" => ctx.data_input(),
+            folder => ctx.folder_input(Path::new(folder))?,
+        };
         Ok(serde_json::json!({
-            "v": STAGE_VERSION, "stage": self.stage, "seed": ctx.exp.seed,
-            "model": model_fingerprint(&model)
+            "common": ctx.common(ctx.exp.seed), "stage": self.stage,
+            "model": ctx.model_input(&self.stage.model)?, "data": data
         }))
     }
     fn run(&self, ctx: &Ctx, d: &Path) -> Result<()> {

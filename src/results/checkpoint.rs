@@ -25,11 +25,40 @@ pub struct Checkpoint {
 /// The marker written last into a finished stage's folder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DoneMarker {
+    /// The run-folder format that wrote it ([`RUN_FORMAT`]); empty in markers of earlier versions.
+    #[serde(default)]
+    pub format: String,
     pub stage: String,
+    /// SHA-256 of `inputs`.
     pub fingerprint: String,
+    /// What was fingerprinted: configuration, seed, device and the content hashes of every file read.
+    #[serde(default)]
+    pub inputs: serde_json::Value,
     pub seconds: f64,
     pub finished_unix: u64,
+    #[serde(default)]
+    pub provenance: Option<Provenance>,
 }
+
+/// Where and with what a stage's outputs were made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Provenance {
+    /// blindspot's version and the git commit of the build (`-dirty` with uncommitted changes).
+    pub blindspot: String,
+    pub commit: String,
+    /// The libtorch version linked.
+    pub libtorch: String,
+    pub device: String,
+    /// libtorch intra-op threads.
+    pub threads: i32,
+    pub host: String,
+    pub slurm_job: Option<String>,
+    /// The attack's success margin κ, for stages that attack.
+    pub min_margin: Option<f64>,
+}
+
+/// The format of run folders this version writes (in `blindspot-run.json` and every done-marker).
+pub const RUN_FORMAT: &str = "blindspot-run/2";
 
 /// The file that marks a finished folder.
 pub const DONE_FILE: &str = ".done.json";
@@ -90,20 +119,8 @@ impl Checkpoint {
     }
 
     /// Marks the folder finished (written last).
-    pub fn finish(&self, stage: &str, fingerprint: &str, seconds: f64) -> Result<()> {
-        let finished_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        crate::io::write_json(
-            &self.dir.join(DONE_FILE),
-            &DoneMarker {
-                stage: stage.into(),
-                fingerprint: fingerprint.into(),
-                seconds,
-                finished_unix,
-            },
-        )
+    pub fn finish(&self, marker: &DoneMarker) -> Result<()> {
+        crate::io::write_json(&self.dir.join(DONE_FILE), marker)
     }
 }
 
@@ -142,7 +159,16 @@ mod tests {
         let c =
             Checkpoint::open(&dir, ".id.json", &json!({"fp": 2}), OnOther::Clear, true).unwrap();
         assert!(!dir.join("part").exists());
-        c.finish("stage", "abc", 1.0).unwrap();
+        c.finish(&DoneMarker {
+            format: RUN_FORMAT.into(),
+            stage: "stage".into(),
+            fingerprint: "abc".into(),
+            inputs: json!({}),
+            seconds: 1.0,
+            finished_unix: 0,
+            provenance: None,
+        })
+        .unwrap();
         assert_eq!(done_marker(&dir).unwrap().fingerprint, "abc");
     }
 }

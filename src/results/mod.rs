@@ -6,6 +6,7 @@ pub mod attack;
 pub mod checkpoint;
 pub mod fig7;
 pub mod models;
+pub mod paths;
 pub mod spectral;
 pub mod table;
 pub mod transfer;

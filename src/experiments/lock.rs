@@ -1,0 +1,241 @@
+//! One lock per stage, so that two processes (two shells, two Slurm jobs, two hosts on shared storage)
+//! never run one stage at once. The lock is a file `runs/<name>/.locks/<stage>.lock`, created exclusively,
+//! holding its owner (host, pid, Slurm job id) and a heartbeat the owner rewrites every
+//! [`heartbeat_interval`] seconds. A second process skips a locked stage. A lock is stale, and taken over,
+//! when its heartbeat is older than [`stale_after`] seconds (default 120: an owner on another host that
+//! stopped), or when its owner is on this host and its process is gone (a `kill -9`).
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who holds a lock.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LockOwner {
+    pub stage: String,
+    pub host: String,
+    pub pid: u32,
+    /// `$SLURM_JOB_ID` (with `_$SLURM_ARRAY_TASK_ID` in an array), if any.
+    pub slurm_job: Option<String>,
+    pub started_unix: u64,
+    pub heartbeat_unix: u64,
+}
+
+/// Seconds between heartbeats (`BLINDSPOT_LOCK_HEARTBEAT_S`, default 20).
+pub fn heartbeat_interval() -> u64 {
+    env_secs("BLINDSPOT_LOCK_HEARTBEAT_S", 20)
+}
+
+/// Age in seconds after which a heartbeat is stale (`BLINDSPOT_LOCK_STALE_S`, default 120).
+pub fn stale_after() -> u64 {
+    env_secs("BLINDSPOT_LOCK_STALE_S", 120)
+}
+
+fn env_secs(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(default)
+}
+
+pub(crate) fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// This machine's host name (`/etc/hostname`, `$HOSTNAME`, else `unknown`).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The Slurm job this process runs in, if any.
+pub fn slurm_job() -> Option<String> {
+    let job = std::env::var("SLURM_JOB_ID").ok()?;
+    Some(match std::env::var("SLURM_ARRAY_TASK_ID") {
+        Ok(t) => format!("{job}_{t}"),
+        Err(_) => job,
+    })
+}
+
+/// The lock file of a stage.
+pub fn lock_path(run_dir: &Path, label: &str) -> PathBuf {
+    run_dir
+        .join(".locks")
+        .join(format!("{}.lock", label.replace('/', "__")))
+}
+
+/// Reads a lock's owner (None if there is no lock or it is unreadable).
+pub fn read_owner(path: &Path) -> Option<LockOwner> {
+    crate::io::read_json(path).ok()
+}
+
+/// Whether a lock's owner is gone: heartbeat too old, or its process dead on this host.
+pub fn is_stale(owner: &LockOwner) -> bool {
+    if now_unix().saturating_sub(owner.heartbeat_unix) > stale_after() {
+        return true;
+    }
+    owner.host == host_name() && !Path::new(&format!("/proc/{}", owner.pid)).exists()
+}
+
+/// A held stage lock; released (its file removed) when dropped.
+pub struct StageLock {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    beat: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The outcome of trying to lock a stage.
+pub enum Acquired {
+    Held(StageLock),
+    /// Another live process holds it.
+    Busy(LockOwner),
+}
+
+impl StageLock {
+    /// Tries to lock `label`'s stage; takes over a stale lock.
+    pub fn acquire(run_dir: &Path, label: &str) -> Result<Acquired> {
+        let path = lock_path(run_dir, label);
+        let dir = path.parent().unwrap_or(run_dir);
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        for _ in 0..3 {
+            let owner = LockOwner {
+                stage: label.to_string(),
+                host: host_name(),
+                pid: std::process::id(),
+                slurm_job: slurm_job(),
+                started_unix: now_unix(),
+                heartbeat_unix: now_unix(),
+            };
+            match crate::io::create_new_json(&path, &owner) {
+                Ok(true) => return Ok(Acquired::Held(Self::start(path, owner))),
+                Ok(false) => {}
+                Err(e) => return Err(e),
+            }
+            match read_owner(&path) {
+                Some(o) if !is_stale(&o) => return Ok(Acquired::Busy(o)),
+                stale => {
+                    // Move the stale lock aside (one process wins the rename), then try again.
+                    log::warn!(
+                        "{label}: taking over a stale lock {}",
+                        stale
+                            .map(|o| format!("of {} pid {}", o.host, o.pid))
+                            .unwrap_or_default()
+                    );
+                    let aside =
+                        path.with_extension(format!("stale-{}", crate::io::unique_suffix()));
+                    let _ = std::fs::rename(&path, &aside);
+                    let _ = std::fs::remove_file(&aside);
+                }
+            }
+        }
+        match read_owner(&path) {
+            Some(o) => Ok(Acquired::Busy(o)),
+            None => Err(Error::io(
+                &path,
+                std::io::Error::other("could not take the stage lock"),
+            )),
+        }
+    }
+
+    fn start(path: PathBuf, mut owner: LockOwner) -> StageLock {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (path.clone(), stop.clone());
+        let beat = std::thread::spawn(move || {
+            let every = Duration::from_secs(heartbeat_interval());
+            let tick = Duration::from_millis(200);
+            let mut waited = Duration::ZERO;
+            while !s.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                waited += tick;
+                if waited >= every {
+                    waited = Duration::ZERO;
+                    owner.heartbeat_unix = now_unix();
+                    if let Err(e) = crate::io::write_json(&p, &owner) {
+                        log::warn!("heartbeat of {}: {e}", p.display());
+                    }
+                }
+            }
+        });
+        StageLock {
+            path,
+            stop,
+            beat: Some(beat),
+        }
+    }
+}
+
+impl Drop for StageLock {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.beat.take() {
+            let _ = h.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_then_released_and_stale_locks_are_taken_over() {
+        let t = tempfile::tempdir().unwrap();
+        let run = t.path();
+        let a = match StageLock::acquire(run, "attacks/x").unwrap() {
+            Acquired::Held(l) => l,
+            Acquired::Busy(_) => panic!("free lock"),
+        };
+        match StageLock::acquire(run, "attacks/x").unwrap() {
+            Acquired::Busy(o) => {
+                assert_eq!((o.pid, o.stage.as_str()), (std::process::id(), "attacks/x"))
+            }
+            Acquired::Held(_) => panic!("a held lock was taken"),
+        }
+        drop(a);
+        assert!(!lock_path(run, "attacks/x").exists());
+        // A lock of a dead process on this host is taken over.
+        let dead = LockOwner {
+            stage: "attacks/x".into(),
+            host: host_name(),
+            pid: 999_999_999,
+            slurm_job: None,
+            started_unix: now_unix(),
+            heartbeat_unix: now_unix(),
+        };
+        crate::io::write_json(&lock_path(run, "attacks/x"), &dead).unwrap();
+        assert!(matches!(
+            StageLock::acquire(run, "attacks/x").unwrap(),
+            Acquired::Held(_)
+        ));
+        // A lock on another host with a fresh heartbeat is respected; an old heartbeat is not.
+        let mut other = LockOwner {
+            host: "elsewhere".into(),
+            pid: 1,
+            ..dead
+        };
+        crate::io::write_json(&lock_path(run, "attacks/y"), &other).unwrap();
+        assert!(matches!(
+            StageLock::acquire(run, "attacks/y").unwrap(),
+            Acquired::Busy(_)
+        ));
+        other.heartbeat_unix -= stale_after() + 5;
+        crate::io::write_json(&lock_path(run, "attacks/y"), &other).unwrap();
+        assert!(matches!(
+            StageLock::acquire(run, "attacks/y").unwrap(),
+            Acquired::Held(_)
+        ));
+    }
+}
