@@ -80,6 +80,7 @@ pub fn fig7(
         panel_c_accuracy: acc_c,
         panel_c_accuracy_unclipped: acc_c_raw,
         panel_c_model: m0.name().to_string(),
+        eval_images: Some(eval.size()[0] as usize),
     };
     let images = Fig7Images {
         shown: shown.f_to_kind(Kind::Float)?,

@@ -15,6 +15,7 @@ mod error;
 mod fig7;
 pub mod lock;
 mod models;
+mod paper;
 mod spectral;
 mod stage;
 mod status;
@@ -333,6 +334,7 @@ fn report_inputs(
         model: model.to_string(),
         detail: detail.to_string(),
         dir,
+        paper_protocol: false,
     };
     ReportInputs {
         name: exp.name.clone(),
@@ -345,12 +347,16 @@ fn report_inputs(
             .map(|m| ModelEntry {
                 name: m.name.clone(),
                 trained_on: m.train_on.name().to_string(),
+                paper_protocol: paper::model_follows_paper(exp, &m.name),
             })
             .collect(),
         attacks: exp
             .attacks
             .iter()
-            .map(|a| entry(&a.model, "", attacks::attack_dir(rel, a)))
+            .map(|a| StageEntry {
+                paper_protocol: paper::attack_follows_paper(exp, a),
+                ..entry(&a.model, &a.name(), attacks::attack_dir(rel, a))
+            })
             .collect(),
         transfer: exp
             .transfer

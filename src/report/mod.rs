@@ -8,6 +8,7 @@ pub mod fig5;
 pub mod fig7;
 pub mod fonts;
 pub mod grid;
+pub mod interval;
 pub mod paper;
 pub mod run;
 pub mod spectral;

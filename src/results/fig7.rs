@@ -31,6 +31,9 @@ pub struct Fig7 {
     /// The same without clipping to [0, 1] (the paper does not say whether it clipped).
     pub panel_c_accuracy_unclipped: f64,
     pub panel_c_model: String,
+    /// How many images the noise accuracies are measured on (absent in files of earlier versions).
+    #[serde(default)]
+    pub eval_images: Option<usize>,
 }
 
 /// The images of Fig 7, all [k, 1, H, W] f32 on the CPU: the shown originals, and per panel its

@@ -5,6 +5,11 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// Examples of MNIST's training set, its test set, and each half (P1, P2) of Table 3's split.
+pub const TRAIN_SIZE: usize = 60_000;
+pub const TEST_SIZE: usize = 10_000;
+pub const P_SIZE: usize = 30_000;
+
 /// Errors of a model on every MNIST set (train 60,000, test 10,000, and the seeded halves P1, P2).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct ModelErrors {
