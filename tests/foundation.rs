@@ -305,6 +305,112 @@ fn model_save_load_roundtrip_and_mismatch_errors() {
     assert!(e.contains("NaN"), "{e}");
 }
 
+#[test]
+fn model_json_numbers_out_of_range_are_one_line_errors() {
+    let d = tempfile::tempdir().unwrap();
+    small_model(3).save(d.path()).unwrap();
+    let json = d.path().join("model.json");
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // Layers: conv1, relu, pool, flatten, fc1 (576 → 16), relu, dropout, fc2.
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        (
+            "/architecture/layers/0/stride",
+            0.into(),
+            "layer `conv1` (layers[0]): `stride` is 0; it must be an integer from 1 to 2147483647",
+        ),
+        (
+            "/architecture/layers/0/stride",
+            (-2).into(),
+            "`stride` is -2",
+        ),
+        (
+            "/architecture/layers/0/kernel_size",
+            0.into(),
+            "layer `conv1` (layers[0]): `kernel_size` is 0",
+        ),
+        (
+            "/architecture/layers/0/padding",
+            (-1).into(),
+            "`padding` is -1; it must be an integer from 0 to 2147483647",
+        ),
+        (
+            "/architecture/layers/0/in_channels",
+            0.into(),
+            "`in_channels` is 0",
+        ),
+        (
+            "/architecture/layers/0/out_channels",
+            (-4).into(),
+            "`out_channels` is -4",
+        ),
+        (
+            "/architecture/layers/0/padding",
+            (1i64 << 40).into(),
+            "`padding` is 1099511627776",
+        ),
+        (
+            "/architecture/layers/0/padding",
+            (1i64 << 20).into(),
+            "its output for one example [4, 2097176, 2097176] has more than 2147483647 values",
+        ),
+        (
+            "/architecture/layers/2/kernel_size",
+            0.into(),
+            "layer `conv1.pool` (layers[2]): `kernel_size` is 0",
+        ),
+        (
+            "/architecture/layers/2/stride",
+            0.into(),
+            "layer `conv1.pool` (layers[2]): `stride` is 0",
+        ),
+        (
+            "/architecture/layers/4/in_features",
+            0.into(),
+            "layer `fc1` (layers[4]): `in_features` is 0",
+        ),
+        (
+            "/architecture/layers/4/out_features",
+            (-16).into(),
+            "`out_features` is -16",
+        ),
+        (
+            "/architecture/layers/4/out_features",
+            (1i64 << 30).into(),
+            "layer `fc1` (layers[4]): its weight [1073741824, 576] has more than 2147483647 values",
+        ),
+        (
+            "/architecture/layers/6/p",
+            1.5.into(),
+            "layer `fc1.dropout` (layers[6]): `p` is 1.5; it must be a probability from 0 to 1",
+        ),
+        (
+            "/architecture/input_shape",
+            serde_json::json!([1, 0, 28]),
+            "input_shape [1, 0, 28]: every dimension must be at least 1",
+        ),
+        (
+            "/architecture/input_shape",
+            serde_json::json!([1, 1 << 20, 1 << 20]),
+            "input_shape [1, 1048576, 1048576]",
+        ),
+    ];
+    for (pointer, value, want) in cases {
+        let mut v = good.clone();
+        *v.pointer_mut(pointer).unwrap() = value;
+        std::fs::write(&json, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        let e = ZooModel::load(d.path(), Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("{}: field `architecture`: ", json.display()))
+                && e.contains(want),
+            "{pointer}: {e}"
+        );
+        assert!(!e.contains('\n'), "one line: {e}");
+    }
+}
+
 trait FillNan {
     fn fill_nan_like(&self) -> Tensor;
 }
