@@ -13,7 +13,7 @@ pub enum DataError {
     #[error("data index {index} out of range for {data} (0..{len}): use an index of the data set")]
     IndexOutOfRange {
         data: String,
-        index: usize,
+        index: i64,
         len: usize,
     },
     #[error("--data `{spec}`: expected mnist-test, mnist-train or an existing image folder")]

@@ -350,7 +350,7 @@ impl ImageFolder {
             .get(i)
             .ok_or_else(|| DataError::IndexOutOfRange {
                 data: self.root.display().to_string(),
-                index: i,
+                index: i as i64,
                 len: self.len(),
             })?;
         decode_file(&e.path, &self.opts)
@@ -430,7 +430,7 @@ fn load_batch(
         if i >= entries.len() {
             return Err(DataError::IndexOutOfRange {
                 data: "an image folder".into(),
-                index: i,
+                index: i as i64,
                 len: entries.len(),
             }
             .into());
