@@ -125,6 +125,17 @@ fn torchscript_bad_inputs_give_clear_errors() {
         .unwrap()
         .to_string();
     assert!(err.contains("cannot load as a TorchScript model"), "{err}");
+    // An input shape that is not positive, or whose one example would not fit in memory.
+    for shape in [vec![1, 0, 28], vec![1, 1 << 20, 1 << 20]] {
+        let err =
+            TorchScriptClassifier::load_with_shape(&fx("tiny_conv.pt"), Device::Cpu, Some(shape))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("tiny_conv.pt") && err.contains("invalid input shape"),
+            "{err}"
+        );
+    }
     // Missing file, and a folder (zoo not wired yet in this branch or a zoo error).
     assert!(load_classifier(&dir.path().join("nope.pt"), Device::Cpu).is_err());
     assert!(load_classifier(dir.path(), Device::Cpu).is_err());
