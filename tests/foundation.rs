@@ -4,11 +4,13 @@
 use blindspot::config::Experiment;
 use blindspot::data::mnist::{self, Split};
 use blindspot::data::split::HalfSplit;
+use blindspot::data::MnistData;
+use blindspot::fingerprint::sha256_file;
 use blindspot::models::zoo::{init_params, presets, ZooModel};
 use blindspot::models::Classifier;
 use blindspot::train::{decay_vector, Problem};
 use blindspot::Error;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -113,21 +115,193 @@ fn corrupt_idx_files_are_clear_errors() {
     assert!(e.contains("missing"), "{e}");
 }
 
-#[test]
-fn wrong_checksum_is_detected() {
+/// A copy of the vendored MNIST in a temporary folder.
+fn mnist_copy() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     for f in std::fs::read_dir(mnist_dir()).unwrap() {
         let f = f.unwrap().path();
         std::fs::copy(&f, d.path().join(f.file_name().unwrap())).unwrap();
     }
+    d
+}
+
+#[test]
+fn wrong_checksum_is_detected() {
+    let d = mnist_copy();
     let p = d.path().join("t10k-labels-idx1-ubyte.gz");
     let mut b = std::fs::read(&p).unwrap();
     let last = b.len() - 1;
-    b[last] ^= 0xff;
+    b[last] ^= 0xff; // the gzip trailer: the stream also fails to decode, the checksum error wins
     std::fs::write(&p, b).unwrap();
-    let e = mnist::load(d.path(), Split::Train).expect_err("checksum");
-    assert!(matches!(e, Error::Checksum { .. }), "{e}");
-    assert!(e.to_string().contains("t10k-labels-idx1-ubyte.gz"), "{e}");
+    for e in [
+        mnist::load(d.path(), Split::Test).expect_err("checksum"),
+        MnistData::load(d.path(), 1).err().expect("checksum"),
+        mnist::verify_checksums(d.path()).expect_err("checksum"),
+    ] {
+        assert!(matches!(e, Error::Checksum { .. }), "{e}");
+        assert!(e.to_string().contains("t10k-labels-idx1-ubyte.gz"), "{e}");
+    }
+    // The training split does not read the test files.
+    mnist::load(d.path(), Split::Train).unwrap();
+}
+
+#[test]
+fn checksums_are_computed_without_sha256sums() {
+    let d = mnist_copy();
+    let listed = mnist::verify_checksums(d.path()).unwrap();
+    std::fs::remove_file(d.path().join("SHA256SUMS")).unwrap();
+    // The same four (name, sha256) pairs, from the files on disk, with or without SHA256SUMS.
+    assert_eq!(mnist::verify_checksums(d.path()).unwrap(), listed);
+    let data = MnistData::load(d.path(), 1).unwrap();
+    assert_eq!(data.checksums, listed);
+    let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "t10k-images-idx3-ubyte.gz",
+            "t10k-labels-idx1-ubyte.gz",
+            "train-images-idx3-ubyte.gz",
+            "train-labels-idx1-ubyte.gz"
+        ]
+    );
+    for (name, sha) in &listed {
+        assert_eq!(sha, &sha256_file(&d.path().join(name)).unwrap(), "{name}");
+    }
+    // One split: its two files, plain or gzipped, hashed as stored.
+    let t = tempfile::tempdir().unwrap();
+    tiny_mnist(t.path(), 7, |_| {}, |_| {});
+    let (m, sums) = mnist::load_checked(t.path(), Split::Test).unwrap();
+    assert_eq!(m.len(), 7);
+    for (name, sha) in &sums {
+        assert_eq!(sha, &sha256_file(&t.path().join(name)).unwrap(), "{name}");
+    }
+    assert_eq!(sums.len(), 2);
+}
+
+/// Peak resident memory of this process (VmHWM), in bytes, where /proc tells it.
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// A valid single-member gzip of `head` followed by `chunks` × 8 MiB of zeros, built without compressing
+/// gigabytes: one sync-flushed deflate segment of 8 MiB of zeros (its back-references reach only zeros)
+/// repeated, a final empty block, and the CRC-32 combined per chunk.
+fn gzip_bomb(head: &[u8], chunks: usize) -> Vec<u8> {
+    use flate2::{write::DeflateEncoder, Compression, Crc};
+    const CHUNK: usize = 8 << 20;
+    let segment = |data: &[u8]| {
+        let mut e = DeflateEncoder::new(Vec::new(), Compression::best());
+        e.write_all(data).unwrap();
+        e.flush().unwrap(); // sync flush: ends on a byte boundary, no final block
+        e.get_ref().clone()
+    };
+    let zeros = vec![0u8; CHUNK];
+    let (head_seg, zero_seg) = (segment(head), segment(&zeros));
+    let mut crc = Crc::new();
+    crc.update(head);
+    let mut zero_crc = Crc::new();
+    zero_crc.update(&zeros);
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]; // gzip header, no name, no mtime
+    out.extend(&head_seg);
+    for _ in 0..chunks {
+        out.extend(&zero_seg);
+        crc.combine(&zero_crc);
+    }
+    out.extend([0x03, 0x00]); // final empty fixed-Huffman block
+    out.extend(crc.sum().to_le_bytes());
+    out.extend(((head.len() + chunks * CHUNK) as u32).to_le_bytes()); // ISIZE: length mod 2^32
+    out
+}
+
+#[test]
+fn gzip_bomb_stops_at_the_size_the_header_implies() {
+    // The generator makes real gzip: a small one decodes whole, CRC and length checked.
+    let small = gzip_bomb(b"head", 2);
+    let mut all = Vec::new();
+    flate2::read::GzDecoder::new(&small[..])
+        .read_to_end(&mut all)
+        .unwrap();
+    assert_eq!(all.len(), 4 + 2 * (8 << 20));
+    assert!(all.starts_with(b"head") && all[4..].iter().all(|&b| b == 0));
+
+    // 2 MB on disk, 2 GiB of data: a header claiming 60,000 images, then zeros far past them.
+    let d = tempfile::tempdir().unwrap();
+    tiny_mnist(d.path(), 5, |_| {}, |_| {});
+    let mut head = vec![0, 0, 8, 3];
+    for v in [60_000u32, 28, 28] {
+        head.extend(v.to_be_bytes());
+    }
+    let bomb = gzip_bomb(&head, 256);
+    assert!(bomb.len() < 3 << 20, "{} bytes", bomb.len());
+    std::fs::write(d.path().join("t10k-images-idx3-ubyte.gz"), &bomb).unwrap();
+    let t0 = std::time::Instant::now();
+    let e = load_err(d.path());
+    let secs = t0.elapsed().as_secs_f64();
+    assert!(
+        e.contains("t10k-images-idx3-ubyte.gz")
+            && e.contains("60000 images of 28x28 (47040016 bytes in all)")
+            && e.contains("trailing data"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "one line: {e}");
+    // Reading stops one byte past the 47 MB the header implies (exactly: src/data/idx.rs's unit test);
+    // decompressing and holding 2 GiB would take seconds and 2 GiB.
+    assert!(secs < 20.0, "{secs} s");
+    if let Some(peak) = peak_rss() {
+        assert!(peak < 1 << 30, "peak resident memory {peak} bytes");
+    }
+}
+
+#[test]
+fn absurd_idx_headers_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_mnist(
+        d.path(),
+        5,
+        |b| b[4..8].copy_from_slice(&70_001u32.to_be_bytes()),
+        |_| {},
+    );
+    let e = load_err(d.path());
+    assert!(
+        e.contains("t10k-images")
+            && e.contains("header says 70001 images")
+            && e.contains("1 to 70000"),
+        "{e}"
+    );
+    tiny_mnist(
+        d.path(),
+        5,
+        |b| b[8..12].copy_from_slice(&0u32.to_be_bytes()),
+        |_| {},
+    );
+    let e = load_err(d.path());
+    assert!(e.contains("0x28"), "{e}");
+    tiny_mnist(
+        d.path(),
+        5,
+        |_| {},
+        |b| b[4..8].copy_from_slice(&u32::MAX.to_be_bytes()),
+    );
+    let e = load_err(d.path());
+    assert!(
+        e.contains("t10k-labels") && e.contains("4294967295 labels"),
+        "{e}"
+    );
+    // Plain (not gzipped) data past the header's size.
+    tiny_mnist(d.path(), 5, |_| {}, |b| b.extend([0; 3]));
+    let e = load_err(d.path());
+    assert!(
+        e.contains("t10k-labels") && e.contains("trailing data"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -150,6 +324,14 @@ fn half_split_is_disjoint_seeded_and_complete() {
     assert!(HalfSplit::load(&d.path().join("s.json")).is_err());
     blindspot::io::write_json(&d.path().join("s.json"), &a).unwrap();
     assert_eq!(HalfSplit::load(&d.path().join("s.json")).unwrap(), a);
+    // A `total` that would allocate without bound is refused before the split is rebuilt.
+    let mut v = serde_json::to_value(&a).unwrap();
+    v["total"] = serde_json::json!(1u64 << 50);
+    blindspot::io::write_json(&d.path().join("s.json"), &v).unwrap();
+    let e = HalfSplit::load(&d.path().join("s.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("s.json") && e.contains("`total`"), "{e}");
 }
 
 const GOOD: &str = "name: t\nmodels:\n  - name: s\n    arch: {kind: softmax}\n    weight_decay: [1.0e-4]\n    optimizer: {kind: lbfgs, max_iter: 5}\n";
@@ -303,6 +485,112 @@ fn model_save_load_roundtrip_and_mismatch_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("NaN"), "{e}");
+}
+
+#[test]
+fn model_json_numbers_out_of_range_are_one_line_errors() {
+    let d = tempfile::tempdir().unwrap();
+    small_model(3).save(d.path()).unwrap();
+    let json = d.path().join("model.json");
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // Layers: conv1, relu, pool, flatten, fc1 (576 → 16), relu, dropout, fc2.
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        (
+            "/architecture/layers/0/stride",
+            0.into(),
+            "layer `conv1` (layers[0]): `stride` is 0; it must be an integer from 1 to 2147483647",
+        ),
+        (
+            "/architecture/layers/0/stride",
+            (-2).into(),
+            "`stride` is -2",
+        ),
+        (
+            "/architecture/layers/0/kernel_size",
+            0.into(),
+            "layer `conv1` (layers[0]): `kernel_size` is 0",
+        ),
+        (
+            "/architecture/layers/0/padding",
+            (-1).into(),
+            "`padding` is -1; it must be an integer from 0 to 2147483647",
+        ),
+        (
+            "/architecture/layers/0/in_channels",
+            0.into(),
+            "`in_channels` is 0",
+        ),
+        (
+            "/architecture/layers/0/out_channels",
+            (-4).into(),
+            "`out_channels` is -4",
+        ),
+        (
+            "/architecture/layers/0/padding",
+            (1i64 << 40).into(),
+            "`padding` is 1099511627776",
+        ),
+        (
+            "/architecture/layers/0/padding",
+            (1i64 << 20).into(),
+            "its output for one example [4, 2097176, 2097176] has more than 2147483647 values",
+        ),
+        (
+            "/architecture/layers/2/kernel_size",
+            0.into(),
+            "layer `conv1.pool` (layers[2]): `kernel_size` is 0",
+        ),
+        (
+            "/architecture/layers/2/stride",
+            0.into(),
+            "layer `conv1.pool` (layers[2]): `stride` is 0",
+        ),
+        (
+            "/architecture/layers/4/in_features",
+            0.into(),
+            "layer `fc1` (layers[4]): `in_features` is 0",
+        ),
+        (
+            "/architecture/layers/4/out_features",
+            (-16).into(),
+            "`out_features` is -16",
+        ),
+        (
+            "/architecture/layers/4/out_features",
+            (1i64 << 30).into(),
+            "layer `fc1` (layers[4]): its weight [1073741824, 576] has more than 2147483647 values",
+        ),
+        (
+            "/architecture/layers/6/p",
+            1.5.into(),
+            "layer `fc1.dropout` (layers[6]): `p` is 1.5; it must be a probability from 0 to 1",
+        ),
+        (
+            "/architecture/input_shape",
+            serde_json::json!([1, 0, 28]),
+            "input_shape [1, 0, 28]: every dimension must be at least 1",
+        ),
+        (
+            "/architecture/input_shape",
+            serde_json::json!([1, 1 << 20, 1 << 20]),
+            "input_shape [1, 1048576, 1048576]",
+        ),
+    ];
+    for (pointer, value, want) in cases {
+        let mut v = good.clone();
+        *v.pointer_mut(pointer).unwrap() = value;
+        std::fs::write(&json, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        let e = ZooModel::load(d.path(), Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("{}: field `architecture`: ", json.display()))
+                && e.contains(want),
+            "{pointer}: {e}"
+        );
+        assert!(!e.contains('\n'), "one line: {e}");
+    }
 }
 
 trait FillNan {

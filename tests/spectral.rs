@@ -634,6 +634,110 @@ fn bad_inputs_name_the_layer() {
 }
 
 #[test]
+fn spec_numbers_out_of_range_are_refused_when_read() {
+    let yaml = std::fs::read_to_string(fixture("custom.yaml")).unwrap();
+    let conv_a = "stride: 2, padding: 2, dilation: 2, groups: 2";
+    let cases = [
+        (
+            conv_a,
+            "stride: 0, padding: 2, dilation: 2, groups: 2",
+            "layers[0].stride",
+            "conv2d layer (`body.conv_a`) has stride 0; it must be an integer from 1 to 2147483647",
+        ),
+        (
+            conv_a,
+            "stride: [2, -1], padding: 2, dilation: 2, groups: 2",
+            "layers[0].stride",
+            "has stride [2, -1]",
+        ),
+        (
+            conv_a,
+            "stride: 2, padding: -1, dilation: 2, groups: 2",
+            "layers[0].padding",
+            "has padding -1; it must be an integer from 0",
+        ),
+        (
+            conv_a,
+            "stride: 2, padding: 1099511627776, dilation: 2, groups: 2",
+            "layers[0].padding",
+            "has padding 1099511627776",
+        ),
+        (
+            conv_a,
+            "stride: 2, padding: 2, dilation: 0, groups: 2",
+            "layers[0].dilation",
+            "has dilation 0",
+        ),
+        (
+            conv_a,
+            "stride: 2, padding: 2, dilation: 2, groups: 0",
+            "layers[0].groups",
+            "has groups 0",
+        ),
+        (
+            "kernel_size: 3, stride: 2, padding: 1",
+            "kernel_size: 3, stride: 0, padding: 1",
+            "layers[2].stride",
+            "max_pool2d layer (`pool_a`) has stride 0",
+        ),
+        (
+            "kernel_size: 3, stride: 2, padding: 1",
+            "kernel_size: 0, stride: 2, padding: 1",
+            "layers[2].kernel_size",
+            "has kernel_size 0",
+        ),
+        (
+            "{kind: avg_pool2d, kernel_size: 2}",
+            "{kind: avg_pool2d, kernel_size: 2, stride: 0}",
+            "layers[5].stride",
+            "avg_pool2d layer has stride 0",
+        ),
+        (
+            "{kind: avg_pool2d, kernel_size: 2}",
+            "{kind: avg_pool2d, kernel_size: [2, 0]}",
+            "layers[5].kernel_size",
+            "has kernel_size [2, 0]",
+        ),
+        (
+            "out_features: 7",
+            "out_features: 0",
+            "layers[7].out_features",
+            "linear layer (`head.fc`) has out_features 0",
+        ),
+        (
+            "{kind: sigmoid}",
+            "{kind: dropout, p: 1.5}",
+            "layers[4].p",
+            "has p 1.5; it must be a probability from 0 to 1",
+        ),
+        (
+            "{kind: sigmoid}",
+            "{kind: adaptive_avg_pool2d, output_size: 0}",
+            "layers[4].output_size",
+            "has output_size 0",
+        ),
+        (
+            "{kind: sigmoid}",
+            "{kind: local_response_norm, size: 0}",
+            "layers[4].size",
+            "has size 0",
+        ),
+    ];
+    for (from, to, field, want) in cases {
+        let bad = yaml.replace(from, to);
+        assert_ne!(bad, yaml, "{from}");
+        let e = spec_err(&bad, &[4, 23, 19]);
+        assert!(
+            e.starts_with("configuration error in ")
+                && e.contains(&format!("s.yaml: field `{field}`: "))
+                && e.contains(want),
+            "{to}: {e}"
+        );
+        assert!(!e.contains('\n'), "one line: {e}");
+    }
+}
+
+#[test]
 fn errors_are_specific_variants_with_context() {
     let yaml = std::fs::read_to_string(fixture("custom.yaml")).unwrap();
     let tmp = tempfile::tempdir().unwrap();

@@ -125,6 +125,17 @@ fn torchscript_bad_inputs_give_clear_errors() {
         .unwrap()
         .to_string();
     assert!(err.contains("cannot load as a TorchScript model"), "{err}");
+    // An input shape that is not positive, or whose one example would not fit in memory.
+    for shape in [vec![1, 0, 28], vec![1, 1 << 20, 1 << 20]] {
+        let err =
+            TorchScriptClassifier::load_with_shape(&fx("tiny_conv.pt"), Device::Cpu, Some(shape))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("tiny_conv.pt") && err.contains("invalid input shape"),
+            "{err}"
+        );
+    }
     // Missing file, and a folder (zoo not wired yet in this branch or a zoo error).
     assert!(load_classifier(&dir.path().join("nope.pt"), Device::Cpu).is_err());
     assert!(load_classifier(dir.path(), Device::Cpu).is_err());
@@ -219,6 +230,87 @@ fn image_folder_flat_with_labels_and_bad_files() {
         .to_string();
     assert!(err.contains("no images found"), "{err}");
     assert!(ImageFolder::open(&empty.path().join("missing"), opts32()).is_err());
+}
+
+#[cfg(unix)]
+#[test]
+fn image_folder_symlink_loops_are_errors_and_other_links_work() {
+    use std::os::unix::fs::symlink;
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    let outside = d.path().join("outside");
+    for dir in [root.join("a/sub"), outside.clone()] {
+        std::fs::create_dir_all(&dir).unwrap();
+    }
+    let img = fx("images/blue/blue_0.png");
+    std::fs::copy(&img, root.join("a/sub/x.png")).unwrap();
+    std::fs::copy(&img, outside.join("y.png")).unwrap();
+    // Links that are not loops: a linked image, and a class folder that links outside the image folder.
+    symlink(&img, root.join("a/linked.png")).unwrap();
+    symlink(&outside, root.join("b")).unwrap();
+    let f = ImageFolder::open(&root, opts32()).unwrap();
+    assert_eq!(f.class_names(), ["a", "b"]);
+    assert_eq!(f.labels().unwrap(), vec![0, 0, 1]);
+    let b = f.load(&[0, 1, 2]).unwrap();
+    assert!(b.bad.is_empty() && b.images.size() == [3, 3, 32, 32]);
+
+    // A sub-folder linking back to a folder above it: one error naming the link, no endless walk.
+    let back = root.join("a/sub/back");
+    symlink("../..", &back).unwrap();
+    let e = ImageFolder::open(&root, opts32()).unwrap_err().to_string();
+    let real_root = std::fs::canonicalize(&root).unwrap();
+    assert!(
+        e.starts_with(&format!(
+            "{}: symlink loop: this folder is {} again",
+            back.display(),
+            real_root.display()
+        )),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "one line: {e}");
+    std::fs::remove_file(&back).unwrap();
+    // A folder linking to itself, and a class folder that is the image folder again.
+    symlink(".", root.join("a/self")).unwrap();
+    let e = ImageFolder::open(&root, opts32()).unwrap_err().to_string();
+    assert!(e.contains("a/self") && e.contains("symlink loop"), "{e}");
+    std::fs::remove_file(root.join("a/self")).unwrap();
+    symlink(".", root.join("c")).unwrap();
+    let e = ImageFolder::open(&root, opts32()).unwrap_err().to_string();
+    assert!(e.contains("symlink loop"), "{e}");
+    std::fs::remove_file(root.join("c")).unwrap();
+    // A flat folder linking to itself.
+    let flat = d.path().join("flat");
+    std::fs::create_dir(&flat).unwrap();
+    std::fs::copy(&img, flat.join("z.png")).unwrap();
+    symlink(&flat, flat.join("again")).unwrap();
+    let e = ImageFolder::open(&flat, opts32()).unwrap_err().to_string();
+    assert!(e.contains("again") && e.contains("symlink loop"), "{e}");
+}
+
+#[test]
+fn image_sizes_that_would_exhaust_memory_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    // 1×65,536 pixels: resized to shorter side 36 it would be 36×2,359,296 (85 M pixels).
+    image::GrayImage::new(1, 65_536)
+        .save(d.path().join("thin.png"))
+        .unwrap();
+    std::fs::copy(fx("images/blue/blue_0.png"), d.path().join("ok.png")).unwrap();
+    let f = ImageFolder::open(d.path(), opts32()).unwrap();
+    let b = f.load(&[0, 1]).unwrap();
+    assert_eq!(b.indices, [0]);
+    let (i, msg) = &b.bad[0];
+    assert_eq!(*i, 1);
+    assert!(
+        msg.contains("thin.png") && msg.contains("1x65536") && msg.contains("aspect ratio"),
+        "{msg}"
+    );
+    let mut o = opts32();
+    o.resize = 100_000;
+    let e = ImageFolder::open(d.path(), o).unwrap_err().to_string();
+    assert!(
+        e.contains("resize (100000)") && e.contains("at most 8192"),
+        "{e}"
+    );
 }
 
 // ----------------------------------------------------------------------------------------- statistics

@@ -8,12 +8,12 @@ pub enum DataError {
     UnknownSet(String),
     #[error("image channels must be 1 or 3, not {0}")]
     Channels(i64),
-    #[error("resize ({resize}) must be at least the crop size ({crop}) and both positive")]
+    #[error("resize ({resize}) must be at least the crop size ({crop}), both positive, and at most 8192: set resize and the input size accordingly")]
     ResizeCrop { resize: u32, crop: u32 },
     #[error("data index {index} out of range for {data} (0..{len}): use an index of the data set")]
     IndexOutOfRange {
         data: String,
-        index: usize,
+        index: i64,
         len: usize,
     },
     #[error("--data `{spec}`: expected mnist-test, mnist-train or an existing image folder")]

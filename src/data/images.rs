@@ -10,6 +10,8 @@
 //!   or one label per line for the images in sorted file-name order.
 //!
 //! Image files are those ending in `.jpg`, `.jpeg`, `.png` (any case); other files are ignored and counted.
+//! Symbolic links to images and folders are followed; a link back to a folder above it (a symlink loop)
+//! is an error naming the link, found while listing, before any image is decoded.
 //! A file that cannot be decoded is skipped with a warning (and counted), or stops the run, as chosen by
 //! [`OnBadImage`]. Indices refer to the sorted file list, so they stay stable when images are skipped.
 
@@ -21,6 +23,13 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use tch::Tensor;
+
+/// The largest `resize` (shorter side after resizing): a square image then has [`MAX_PIXELS`] pixels.
+pub const MAX_RESIZE: u32 = 8192;
+/// The most pixels an image may have once resized (before the crop): 2²⁶, 192 MiB in RGB per decoding
+/// thread. An image whose aspect ratio would need more (say 1×100,000 pixels) is a bad image, not an
+/// allocation that could exhaust memory.
+pub const MAX_PIXELS: u64 = 1 << 26;
 
 /// What to do with an image file that cannot be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -140,17 +149,38 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// Image files below `dir`, recursively, sorted; counts other files in `ignored`.
-fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut usize) -> Result<()> {
+/// Image files below `dir`, recursively, sorted; counts other files in `ignored`. Symbolic links are
+/// followed (a linked image or folder is read like any other), but a folder that is, through a link, one
+/// of the folders above it (`above`: their canonical paths, the image folder's root first) is a symlink
+/// loop and an error, never an endless walk.
+fn walk(
+    dir: &Path,
+    above: &mut Vec<PathBuf>,
+    out: &mut Vec<PathBuf>,
+    ignored: &mut usize,
+) -> Result<()> {
+    let real = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    if let Some(ancestor) = above.iter().find(|a| **a == real) {
+        return Err(Error::format(
+            dir,
+            format!(
+                "symlink loop: this folder is {} again, a folder above it; remove the link (links to images and \
+                 to folders outside the image folder are fine)",
+                ancestor.display()
+            ),
+        ));
+    }
+    above.push(real);
     for p in list_dir(dir)? {
         if p.is_dir() {
-            walk(&p, out, ignored)?;
+            walk(&p, above, out, ignored)?;
         } else if is_image(&p) {
             out.push(p);
         } else {
             *ignored += 1;
         }
     }
+    above.pop();
     Ok(())
 }
 
@@ -222,7 +252,7 @@ impl ImageFolder {
         if !(opts.channels == 1 || opts.channels == 3) {
             return Err(DataError::Channels(opts.channels).into());
         }
-        if opts.crop == 0 || opts.resize < opts.crop {
+        if opts.crop == 0 || opts.resize < opts.crop || opts.resize > MAX_RESIZE {
             return Err(DataError::ResizeCrop {
                 resize: opts.resize,
                 crop: opts.crop,
@@ -236,6 +266,7 @@ impl ImageFolder {
             ));
         }
         let top = list_dir(root)?;
+        let real_root = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
         let class_dirs: Vec<&PathBuf> = top.iter().filter(|p| p.is_dir()).collect();
         let mut entries = Vec::new();
         let mut classes = Vec::new();
@@ -243,7 +274,7 @@ impl ImageFolder {
         if !class_dirs.is_empty() {
             for (ci, d) in class_dirs.iter().enumerate() {
                 let mut files = Vec::new();
-                walk(d, &mut files, &mut ignored)?;
+                walk(d, &mut vec![real_root.clone()], &mut files, &mut ignored)?;
                 classes.push(
                     d.file_name()
                         .map(|s| s.to_string_lossy().into_owned())
@@ -264,7 +295,7 @@ impl ImageFolder {
             }
         } else {
             let mut files = Vec::new();
-            walk(root, &mut files, &mut ignored)?;
+            walk(root, &mut Vec::new(), &mut files, &mut ignored)?;
             let labels_file = opts.labels_file.clone().or_else(|| {
                 let p = root.join("labels.txt");
                 p.is_file().then_some(p)
@@ -350,7 +381,7 @@ impl ImageFolder {
             .get(i)
             .ok_or_else(|| DataError::IndexOutOfRange {
                 data: self.root.display().to_string(),
-                index: i,
+                index: i as i64,
                 len: self.len(),
             })?;
         decode_file(&e.path, &self.opts)
@@ -430,7 +461,7 @@ fn load_batch(
         if i >= entries.len() {
             return Err(DataError::IndexOutOfRange {
                 data: "an image folder".into(),
-                index: i,
+                index: i as i64,
                 len: entries.len(),
             }
             .into());
@@ -513,6 +544,16 @@ pub fn decode_file(path: &Path, opts: &ImageFolderOptions) -> Result<Vec<f32>> {
         return Err(Error::format(path, "empty image"));
     }
     let (nw, nh, left, top) = resize_crop_geometry(w, h, opts.resize, opts.crop);
+    if u64::from(nw) * u64::from(nh) > MAX_PIXELS {
+        return Err(Error::format(
+            path,
+            format!(
+                "a {w}x{h} image resized to shorter side {} would be {nw}x{nh}, more than {MAX_PIXELS} pixels: \
+                 its aspect ratio is too extreme; crop the image or remove it",
+                opts.resize
+            ),
+        ));
+    }
     let crop = opts.crop as usize;
     let mut out = vec![0f32; (opts.channels as usize) * crop * crop];
     let plane = crop * crop;

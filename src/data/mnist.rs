@@ -1,14 +1,13 @@
-//! MNIST in the original IDX format, gzipped or plain, validated field by field: magic number, dimensions,
-//! counts, label range, and (for the vendored copy in `assets/mnist/`) SHA-256 checksums.
-//! Pixels are scaled to [0, 1] as in the paper (n = 784).
+//! MNIST in the original IDX format, gzipped or plain, validated field by field ([`idx`]: magic number,
+//! dimensions, counts, label range, read no further than the header implies), and the SHA-256 of every
+//! file, always computed (the fingerprint of the data) and checked where `SHA256SUMS` lists it (as for the
+//! vendored copy in `assets/mnist/`). Pixels are scaled to [0, 1] as in the paper (n = 784).
 
+use crate::data::{idx, DataError};
 use crate::{Error, Result};
-use std::io::Read;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
-
-const IMAGES_MAGIC: u32 = 0x0000_0803;
-const LABELS_MAGIC: u32 = 0x0000_0801;
 
 /// Which MNIST file pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -47,12 +46,22 @@ impl Mnist {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The examples at `indices` [k] (i64).
-    pub fn select(&self, indices: &Tensor) -> Mnist {
-        Mnist {
-            images: self.images.index_select(0, indices),
-            labels: self.labels.index_select(0, indices),
+    /// The examples at `indices`; an index outside `0..len` is a [`DataError::IndexOutOfRange`].
+    pub fn select(&self, indices: &[i64]) -> Result<Mnist> {
+        let len = self.len();
+        if let Some(&i) = indices.iter().find(|&&i| i < 0 || i >= len) {
+            return Err(DataError::IndexOutOfRange {
+                data: "an MNIST set".into(),
+                index: i,
+                len: len as usize,
+            }
+            .into());
         }
+        let idx = Tensor::from_slice(indices); // [k]
+        Ok(Mnist {
+            images: self.images.index_select(0, &idx),
+            labels: self.labels.index_select(0, &idx),
+        })
     }
 }
 
@@ -84,115 +93,14 @@ fn find_file(dir: &Path, stem: &str) -> Result<PathBuf> {
     ))
 }
 
-/// Reads a whole file, un-gzipping it when it starts with the gzip magic bytes.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::format(path, format!("corrupt or truncated gzip stream: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
-}
-
-fn be_u32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// Parses an IDX3 image file: returns (count, rows, cols, pixels).
-pub(crate) fn parse_idx_images(
-    path: &Path,
-    bytes: &[u8],
-) -> Result<(usize, usize, usize, Vec<u8>)> {
-    if bytes.len() < 16 {
-        return Err(Error::format(
-            path,
-            format!("IDX image header needs 16 bytes, file has {}", bytes.len()),
-        ));
-    }
-    let magic = be_u32(bytes, 0);
-    if magic != IMAGES_MAGIC {
-        return Err(Error::format(
-            path,
-            format!("bad magic number {magic:#010x}: expected {IMAGES_MAGIC:#010x} (unsigned-byte images, 3 dimensions); is this a label file or not IDX at all?"),
-        ));
-    }
-    let (n, rows, cols) = (
-        be_u32(bytes, 4) as usize,
-        be_u32(bytes, 8) as usize,
-        be_u32(bytes, 12) as usize,
-    );
-    if rows != 28 || cols != 28 {
-        return Err(Error::format(
-            path,
-            format!("images are {rows}x{cols}, MNIST images are 28x28"),
-        ));
-    }
-    let want = 16 + n * rows * cols;
-    if bytes.len() != want {
-        return Err(Error::format(
-            path,
-            format!(
-                "header says {n} images of {rows}x{cols} ({want} bytes in all) but the file has {} bytes: {}",
-                bytes.len(),
-                if bytes.len() < want { "truncated" } else { "trailing garbage" }
-            ),
-        ));
-    }
-    Ok((n, rows, cols, bytes[16..].to_vec()))
-}
-
-/// Parses an IDX1 label file with labels in 0..10.
-pub(crate) fn parse_idx_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
-    if bytes.len() < 8 {
-        return Err(Error::format(
-            path,
-            format!("IDX label header needs 8 bytes, file has {}", bytes.len()),
-        ));
-    }
-    let magic = be_u32(bytes, 0);
-    if magic != LABELS_MAGIC {
-        return Err(Error::format(
-            path,
-            format!("bad magic number {magic:#010x}: expected {LABELS_MAGIC:#010x} (unsigned-byte labels, 1 dimension); is this an image file?"),
-        ));
-    }
-    let n = be_u32(bytes, 4) as usize;
-    if bytes.len() != 8 + n {
-        return Err(Error::format(
-            path,
-            format!(
-                "header says {n} labels but the file holds {} ({})",
-                bytes.len().saturating_sub(8),
-                if bytes.len() < 8 + n {
-                    "truncated"
-                } else {
-                    "trailing garbage"
-                }
-            ),
-        ));
-    }
-    let labels = bytes[8..].to_vec();
-    if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l > 9) {
-        return Err(Error::format(
-            path,
-            format!("label {l} at index {i} is outside 0..=9"),
-        ));
-    }
-    Ok(labels)
-}
-
-/// Verifies the files listed in `dir/SHA256SUMS` (if that file exists). Returns the checked (file, sha) pairs.
-pub fn verify_checksums(dir: &Path) -> Result<Vec<(String, String)>> {
+/// The expected SHA-256 of each file named in `dir/SHA256SUMS`, or `None` when there is no such file.
+pub(crate) fn read_sums(dir: &Path) -> Result<Option<BTreeMap<String, String>>> {
     let sums = dir.join("SHA256SUMS");
     if !sums.exists() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let text = std::fs::read_to_string(&sums).map_err(|e| Error::io(&sums, e))?;
-    let mut checked = Vec::new();
+    let mut out = BTreeMap::new();
     for (lineno, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -205,48 +113,109 @@ pub fn verify_checksums(dir: &Path) -> Result<Vec<(String, String)>> {
                 format!("line {}: expected `<sha256>  <file>`", lineno + 1),
             ));
         };
-        let name = name.trim_start_matches('*');
-        let file = dir.join(name);
-        if !file.exists() {
-            continue; // only the files present are checked; missing ones fail when loaded
-        }
-        let found = crate::fingerprint::sha256_file(&file)?;
-        if !found.eq_ignore_ascii_case(hash) {
-            return Err(Error::Checksum {
-                path: file,
-                expected: hash.to_string(),
-                found,
-                hint: "the file is corrupt or was replaced; restore it from the repository (git checkout assets/mnist) or the original MNIST distribution".into(),
-            });
-        }
-        checked.push((name.to_string(), found));
+        out.insert(name.trim_start_matches('*').to_string(), hash.to_string());
     }
-    Ok(checked)
+    Ok(Some(out))
 }
 
-/// Loads one split from `dir`, verifying checksums first.
+/// The file name of `path` (as `SHA256SUMS` and the checksums name it).
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The hash `SHA256SUMS` gives for `path`, if any (a warning when `SHA256SUMS` exists but leaves it out).
+fn expected<'a>(sums: Option<&'a BTreeMap<String, String>>, path: &Path) -> Option<&'a str> {
+    let sums = sums?;
+    let found = sums.get(&file_name(path)).map(|s| s.as_str());
+    if found.is_none() {
+        log::warn!(
+            "{}: not listed in SHA256SUMS, so not verified (only hashed)",
+            path.display()
+        );
+    }
+    found
+}
+
+/// The SHA-256 of each of the four MNIST files in `dir` (`.gz` or plain, as found), as
+/// (file name, lower-case hex) sorted by name, whether or not `dir/SHA256SUMS` exists; a file that
+/// `SHA256SUMS` lists with another hash is an [`Error::Checksum`]. Each file is read once.
+pub fn verify_checksums(dir: &Path) -> Result<Vec<(String, String)>> {
+    let sums = read_sums(dir)?;
+    let mut out = Vec::new();
+    for split in [Split::Train, Split::Test] {
+        let (img, lbl) = split.stems();
+        for stem in [img, lbl] {
+            let path = find_file(dir, stem)?;
+            let found = crate::fingerprint::sha256_file(&path)?;
+            if let Some(want) = expected(sums.as_ref(), &path) {
+                if !found.eq_ignore_ascii_case(want) {
+                    return Err(Error::Checksum {
+                        path,
+                        expected: want.to_string(),
+                        found,
+                        hint: "the file is corrupt or was replaced; restore it from the repository (git checkout assets/mnist) or the original MNIST distribution".into(),
+                    });
+                }
+            }
+            out.push((file_name(&path), found));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Loads one split from `dir` (see [`load_checked`]).
 pub fn load(dir: &Path, split: Split) -> Result<Mnist> {
-    verify_checksums(dir)?;
+    load_checked(dir, split).map(|(m, _)| m)
+}
+
+/// Loads one split from `dir` and returns it with the SHA-256 of its two files (file name, hex), sorted by
+/// name. Each file is read once: hashed as stored while it is decompressed, checked against
+/// `dir/SHA256SUMS` where that lists it, and read only as far as its header implies
+/// ([`idx`](crate::data::idx)).
+pub fn load_checked(dir: &Path, split: Split) -> Result<(Mnist, Vec<(String, String)>)> {
+    let sums = read_sums(dir)?;
+    load_split(dir, split, sums.as_ref())
+}
+
+/// [`load_checked`] with `SHA256SUMS` already read.
+pub(crate) fn load_split(
+    dir: &Path,
+    split: Split,
+    sums: Option<&BTreeMap<String, String>>,
+) -> Result<(Mnist, Vec<(String, String)>)> {
     let (img_stem, lbl_stem) = split.stems();
     let img_path = find_file(dir, img_stem)?;
     let lbl_path = find_file(dir, lbl_stem)?;
-    let (n, rows, cols, pixels) = parse_idx_images(&img_path, &read_maybe_gz(&img_path)?)?;
-    let labels = parse_idx_labels(&lbl_path, &read_maybe_gz(&lbl_path)?)?;
+    let (img, img_sha) = idx::read_file(&img_path, expected(sums, &img_path), |p, r| {
+        idx::read_images(p, r)
+    })?;
+    let (labels, lbl_sha) = idx::read_file(&lbl_path, expected(sums, &lbl_path), |p, r| {
+        idx::read_labels(p, r)
+    })?;
+    let n = img.n;
     if labels.len() != n {
         return Err(Error::format(
             &lbl_path,
             format!(
-                "{} labels but {} has {n} images: the pair does not match",
+                "{} labels but {} has {n} images: the pair does not match; use the label file of those images",
                 labels.len(),
                 img_path.display()
             ),
         ));
     }
     // [N, 1, 28, 28] in [0, 1]
-    let images = Tensor::from_slice(&pixels)
+    let images = Tensor::from_slice(&img.pixels)
         .to_kind(Kind::Float)
         .divide_scalar(255.0)
-        .view([n as i64, 1, rows as i64, cols as i64]);
+        .view([n as i64, 1, img.rows as i64, img.cols as i64]);
     let labels = Tensor::from_slice(&labels).to_kind(Kind::Int64); // [N]
-    Ok(Mnist { images, labels })
+    let mut checksums = vec![
+        (file_name(&img_path), img_sha),
+        (file_name(&lbl_path), lbl_sha),
+    ];
+    checksums.sort();
+    Ok((Mnist { images, labels }, checksums))
 }

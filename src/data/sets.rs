@@ -6,22 +6,26 @@ use crate::data::split::HalfSplit;
 use crate::data::DataError;
 use crate::Result;
 use std::path::{Path, PathBuf};
-use tch::Tensor;
 
 /// MNIST train and test sets plus the P1/P2 split, with the checksums that fingerprint them.
 pub struct MnistData {
     pub train: Mnist,
     pub test: Mnist,
     pub split: HalfSplit,
+    /// SHA-256 of each of the four files as stored (file name, hex), sorted by name; always computed.
     pub checksums: Vec<(String, String)>,
     pub dir: PathBuf,
 }
 
 impl MnistData {
     pub fn load(dir: &Path, split_seed: u64) -> Result<Self> {
-        let checksums = mnist::verify_checksums(dir)?;
-        let train = mnist::load(dir, Split::Train)?;
-        let test = mnist::load(dir, Split::Test)?;
+        // Each of the four files read once: hashed as stored while decompressed, checked against
+        // SHA256SUMS where it lists them; the hashes fingerprint the data whether or not it exists.
+        let sums = mnist::read_sums(dir)?;
+        let (train, mut checksums) = mnist::load_split(dir, Split::Train, sums.as_ref())?;
+        let (test, test_sums) = mnist::load_split(dir, Split::Test, sums.as_ref())?;
+        checksums.extend(test_sums);
+        checksums.sort();
         let split = HalfSplit::new(train.len() as usize, split_seed);
         Ok(MnistData {
             train,
@@ -43,8 +47,8 @@ impl MnistData {
                 images: self.test.images.shallow_clone(),
                 labels: self.test.labels.shallow_clone(),
             },
-            "p1" => self.train.select(&Tensor::from_slice(&self.split.p1)),
-            "p2" => self.train.select(&Tensor::from_slice(&self.split.p2)),
+            "p1" => self.train.select(&self.split.p1)?,
+            "p2" => self.train.select(&self.split.p2)?,
             other => return Err(DataError::UnknownSet(other.to_string()).into()),
         })
     }

@@ -75,7 +75,7 @@ impl Dataset for TensorData {
         if let Some(&index) = indices.iter().find(|&&i| i >= self.len()) {
             return Err(DataError::IndexOutOfRange {
                 data: self.describe(),
-                index,
+                index: index as i64,
                 len: self.len(),
             }
             .into());

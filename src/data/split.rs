@@ -37,6 +37,16 @@ impl HalfSplit {
     /// Reads a recorded split and checks that it is what its seed gives.
     pub fn load(path: &Path) -> Result<Self> {
         let s: HalfSplit = crate::io::read_json(path)?;
+        if s.total > crate::data::idx::MAX_EXAMPLES {
+            return Err(Error::format(
+                path,
+                format!(
+                    "field `total` is {}, more than the {} examples MNIST has: the file was edited; delete it to rebuild the split from its seed",
+                    s.total,
+                    crate::data::idx::MAX_EXAMPLES
+                ),
+            ));
+        }
         if s != HalfSplit::new(s.total, s.seed) {
             return Err(Error::format(
                 path,

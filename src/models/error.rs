@@ -62,6 +62,35 @@ pub enum ModelError {
         kernel: i64,
         stride: i64,
     },
+    /// A layer's number out of range (a zero stride, a negative size, a probability above 1, …).
+    #[error("layer `{layer}` (layers[{index}]): `{field}` is {value}; it must be {want}")]
+    LayerField {
+        layer: String,
+        /// Position in the architecture's `layers`.
+        index: usize,
+        field: &'static str,
+        value: String,
+        /// The allowed range, e.g. `an integer from 1 to 2147483647`.
+        want: String,
+    },
+    /// An input shape with a dimension below 1 (or too large).
+    #[error(
+        "input_shape {shape:?}: every dimension must be at least 1 and their product at most 2147483647; give the shape of one example, e.g. [1, 28, 28]"
+    )]
+    InputShape { shape: Vec<i64> },
+    /// A weight or one example's output beyond `zoo::MAX_SIZE` values.
+    #[error(
+        "layer `{layer}` (layers[{index}]): its {what} {shape:?} has more than 2147483647 values; use smaller sizes"
+    )]
+    TooLarge {
+        layer: String,
+        index: usize,
+        what: &'static str,
+        shape: Vec<i64>,
+    },
+    /// More parameters in all than `zoo::MAX_SIZE`.
+    #[error("the architecture has {params} parameters, more than 2147483647; use smaller layers")]
+    TooManyParams { params: i64 },
     /// A flat parameter vector of the wrong length for its architecture.
     #[error(
         "model `{model}`: parameter vector has shape {got:?}, architecture needs [{expected}]: build it with init_params or load the model's own weights"

@@ -114,10 +114,19 @@ impl TorchScriptClassifier {
         let input_shape = input_shape
             .or(declared_shape)
             .unwrap_or_else(|| DEFAULT_INPUT_SHAPE.to_vec());
-        if input_shape.is_empty() || input_shape.iter().any(|&d| d <= 0) {
+        let values = input_shape
+            .iter()
+            .try_fold(1i64, |acc, &d| acc.checked_mul(d));
+        if input_shape.is_empty()
+            || input_shape.iter().any(|&d| d <= 0)
+            || values.is_none_or(|v| v > crate::models::zoo::MAX_SIZE)
+        {
             return Err(Error::format(
                 path,
-                format!("invalid input shape {input_shape:?}: expected positive sizes, e.g. [3, 224, 224]"),
+                format!(
+                    "invalid input shape {input_shape:?}: expected positive sizes whose product is at most {}, e.g. [3, 224, 224]",
+                    crate::models::zoo::MAX_SIZE
+                ),
             ));
         }
         let layers = match module.method_is::<IValue>("layer_names", &[]) {

@@ -45,6 +45,17 @@ fn one() -> i64 {
     1
 }
 
+/// The largest number a zoo architecture may hold anywhere: a size, kernel, stride or padding, the values
+/// of one example at any layer, one weight's values and the parameter count (2³¹ − 1, libtorch's 32-bit
+/// index limit; the paper's largest model has about 0.8 million parameters). Larger is a typo, refused
+/// before it reaches an allocation.
+pub const MAX_SIZE: i64 = i32::MAX as i64;
+
+/// The number of values of a tensor of `shape`, or `None` if it overflows `i64`.
+fn numel(shape: &[i64]) -> Option<i64> {
+    shape.iter().try_fold(1i64, |acc, &d| acc.checked_mul(d))
+}
+
 /// A sequential architecture and the shape of one input example (e.g. `[1, 28, 28]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +125,73 @@ impl Layer {
             _ => None,
         }
     }
+    /// Checks every number of this layer (called `name`, at `index` in `layers`) before any shape
+    /// arithmetic, division or allocation uses it: sizes, kernels and strides from 1 to [`MAX_SIZE`],
+    /// paddings from 0, dropout probabilities in [0, 1], and a weight of at most [`MAX_SIZE`] values.
+    fn check_fields(&self, name: &str, index: usize) -> Result<(), ModelError> {
+        let bad = |field: &'static str, value: String, want: String| {
+            Err(ModelError::LayerField {
+                layer: name.to_string(),
+                index,
+                field,
+                value,
+                want,
+            })
+        };
+        let ints: Vec<(&'static str, i64, i64)> = match self {
+            Layer::Linear {
+                in_features,
+                out_features,
+                ..
+            } => vec![
+                ("in_features", *in_features, 1),
+                ("out_features", *out_features, 1),
+            ],
+            Layer::Conv2d {
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding,
+                ..
+            } => vec![
+                ("in_channels", *in_channels, 1),
+                ("out_channels", *out_channels, 1),
+                ("kernel_size", *kernel_size, 1),
+                ("stride", *stride, 1),
+                ("padding", *padding, 0),
+            ],
+            Layer::MaxPool2d {
+                kernel_size,
+                stride,
+            } => vec![("kernel_size", *kernel_size, 1), ("stride", *stride, 1)],
+            Layer::Dropout { p } if !(p.is_finite() && (0.0..=1.0).contains(p)) => {
+                return bad("p", p.to_string(), "a probability from 0 to 1".into());
+            }
+            _ => Vec::new(),
+        };
+        for (field, v, min) in ints {
+            if v < min || v > MAX_SIZE {
+                return bad(
+                    field,
+                    v.to_string(),
+                    format!("an integer from {min} to {MAX_SIZE}"),
+                );
+            }
+        }
+        if let Some((_, w, _)) = self.param_shapes() {
+            if numel(&w).is_none_or(|n| n > MAX_SIZE) {
+                return Err(ModelError::TooLarge {
+                    layer: name.to_string(),
+                    index,
+                    what: "weight",
+                    shape: w,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Output shape of this layer (called `name`) for one example of shape `s`, or the error naming it.
     fn output_shape(&self, name: &str, s: Vec<i64>) -> Result<Vec<i64>, ModelError> {
         let layer = || name.to_string();
@@ -123,7 +201,7 @@ impl Layer {
                 out_features,
                 ..
             } => {
-                let n: i64 = s.iter().product();
+                let n = numel(&s).unwrap_or(i64::MAX);
                 if n != *in_features {
                     return Err(ModelError::LinearInputs {
                         layer: layer(),
@@ -149,9 +227,12 @@ impl Layer {
                         input: s,
                     });
                 }
-                let h = (s[1] + 2 * padding - kernel_size) / stride + 1;
-                let w = (s[2] + 2 * padding - kernel_size) / stride + 1;
-                if h < 1 || w < 1 || *stride < 1 {
+                // Spans before the division by the stride (checked ≥ 1 by `check_fields`).
+                let (span_h, span_w) = (
+                    s[1] + 2 * padding - kernel_size,
+                    s[2] + 2 * padding - kernel_size,
+                );
+                if span_h < 0 || span_w < 0 || *stride < 1 {
                     return Err(ModelError::ConvTooSmall {
                         layer: layer(),
                         input: s,
@@ -159,13 +240,18 @@ impl Layer {
                         stride: *stride,
                     });
                 }
-                vec![*out_channels, h, w]
+                vec![*out_channels, span_h / stride + 1, span_w / stride + 1]
             }
             Layer::MaxPool2d {
                 kernel_size,
                 stride,
             } => {
-                if s.len() != 3 || s[1] < *kernel_size || s[2] < *kernel_size || *stride < 1 {
+                if s.len() != 3
+                    || *kernel_size < 1
+                    || s[1] < *kernel_size
+                    || s[2] < *kernel_size
+                    || *stride < 1
+                {
                     return Err(ModelError::PoolTooSmall {
                         layer: layer(),
                         input: s,
@@ -246,12 +332,33 @@ impl Architecture {
 
     /// Checks that shapes chain: returns the output shape of every layer for one example, or a
     /// [`ModelError`] naming the layer.
+    /// Every number is checked before it is used (see [`MAX_SIZE`]), so no architecture read from a file
+    /// divides by zero or allocates without bound.
     pub fn shapes(&self) -> Result<Vec<Vec<i64>>> {
-        let mut s = self.input_shape.clone();
+        let s = &self.input_shape;
+        if s.is_empty() || s.iter().any(|&v| v < 1) || numel(s).is_none_or(|n| n > MAX_SIZE) {
+            return Err(ModelError::InputShape { shape: s.clone() }.into());
+        }
+        let mut s = s.clone();
         let mut out = Vec::new();
-        for (l, name) in self.layers.iter().zip(self.output_names()) {
+        for (index, (l, name)) in self.layers.iter().zip(self.output_names()).enumerate() {
+            l.check_fields(&name, index)?;
             s = l.output_shape(&name, s)?;
+            if numel(&s).is_none_or(|n| n > MAX_SIZE) {
+                return Err(ModelError::TooLarge {
+                    layer: name,
+                    index,
+                    what: "output for one example",
+                    shape: s,
+                }
+                .into());
+            }
             out.push(s.clone());
+        }
+        // Each weight is at most MAX_SIZE values (checked above), so the sum cannot overflow.
+        let total = self.num_params();
+        if total > MAX_SIZE {
+            return Err(ModelError::TooManyParams { params: total }.into());
         }
         Ok(out)
     }

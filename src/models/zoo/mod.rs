@@ -13,6 +13,6 @@ mod forward;
 mod model;
 pub mod presets;
 
-pub use arch::{Architecture, Layer, ParamEntry};
+pub use arch::{Architecture, Layer, ParamEntry, MAX_SIZE};
 pub use forward::{forward_all, init_params, param_views};
 pub use model::{ZooModel, MODEL_FORMAT};

@@ -148,7 +148,7 @@ fn read_record(dir: &Path) -> Result<(String, Architecture, serde_json::Value)> 
         serde_json::from_value(record.get("architecture").cloned().unwrap_or_default())
             .map_err(|e| Error::format(&json_path, format!("field `architecture`: {e}")))?;
     arch.shapes()
-        .map_err(|e| Error::format(&json_path, e.to_string()))?;
+        .map_err(|e| Error::format(&json_path, format!("field `architecture`: {e}")))?;
     Ok((name, arch, record))
 }
 

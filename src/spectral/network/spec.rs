@@ -136,6 +136,127 @@ pub enum SpecLayer {
     },
 }
 
+/// The largest size, stride, padding or dilation a spec may give (2³¹ − 1): shape arithmetic stays far
+/// from overflow.
+const MAX_NUMBER: i64 = i32::MAX as i64;
+
+/// An integer field (or pair) as given, with its minimum: (field, value(s), minimum).
+type IntField = (&'static str, Vec<i64>, i64);
+
+/// A field out of range: (field, its value, what it must be).
+type BadNumber = (&'static str, String, String);
+
+/// Checks an integer field (or each of a pair) against `min..=MAX_NUMBER`.
+fn in_range(field: &'static str, v: &[i64], min: i64) -> Result<(), BadNumber> {
+    if v.iter().all(|&x| (min..=MAX_NUMBER).contains(&x)) {
+        return Ok(());
+    }
+    let value = match v {
+        [x] => x.to_string(),
+        _ => format!("{v:?}"),
+    };
+    Err((
+        field,
+        value,
+        format!("an integer from {min} to {MAX_NUMBER} (or a pair of them)"),
+    ))
+}
+
+impl SpecLayer {
+    /// Checks every number of the layer as soon as it is read, before any shape arithmetic divides by a
+    /// stride or allocates: strides, dilations, kernels, groups, sizes ≥ 1, paddings ≥ 0, probabilities in
+    /// [0, 1]. Returns the first field out of range.
+    pub fn check_numbers(&self) -> Result<(), BadNumber> {
+        let opt = |v: &Option<i64>| v.map(|x| vec![x]).unwrap_or_default();
+        // As written: one number or a pair.
+        let given = |p: &Pair| match *p {
+            Pair::One(v) => vec![v],
+            Pair::Two(p) => p.to_vec(),
+        };
+        let pair = |p: &Option<Pair>| p.as_ref().map(given).unwrap_or_default();
+        let (ints, p): (Vec<IntField>, Option<f64>) = match self {
+            SpecLayer::Conv2d {
+                stride,
+                padding,
+                dilation,
+                groups,
+                in_channels,
+                out_channels,
+                kernel_size,
+                ..
+            } => (
+                vec![
+                    ("stride", given(stride), 1),
+                    ("padding", given(padding), 0),
+                    ("dilation", given(dilation), 1),
+                    ("groups", vec![*groups], 1),
+                    ("in_channels", opt(in_channels), 1),
+                    ("out_channels", opt(out_channels), 1),
+                    ("kernel_size", pair(kernel_size), 1),
+                ],
+                None,
+            ),
+            SpecLayer::Linear {
+                in_features,
+                out_features,
+                ..
+            } => (
+                vec![
+                    ("in_features", opt(in_features), 1),
+                    ("out_features", opt(out_features), 1),
+                ],
+                None,
+            ),
+            SpecLayer::MaxPool2d {
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ..
+            } => (
+                vec![
+                    ("kernel_size", given(kernel_size), 1),
+                    ("stride", pair(stride), 1),
+                    ("padding", given(padding), 0),
+                    ("dilation", given(dilation), 1),
+                ],
+                None,
+            ),
+            SpecLayer::AvgPool2d {
+                kernel_size,
+                stride,
+                padding,
+                ..
+            } => (
+                vec![
+                    ("kernel_size", given(kernel_size), 1),
+                    ("stride", pair(stride), 1),
+                    ("padding", given(padding), 0),
+                ],
+                None,
+            ),
+            SpecLayer::AdaptiveAvgPool2d { output_size, .. } => {
+                (vec![("output_size", given(output_size), 1)], None)
+            }
+            SpecLayer::LocalResponseNorm { size, .. } => (vec![("size", vec![*size], 1)], None),
+            SpecLayer::Dropout { p, .. } => (Vec::new(), *p),
+            SpecLayer::Relu { .. }
+            | SpecLayer::Sigmoid { .. }
+            | SpecLayer::Tanh { .. }
+            | SpecLayer::Flatten { .. } => (Vec::new(), None),
+        };
+        for (field, v, min) in ints {
+            in_range(field, &v, min)?;
+        }
+        match p {
+            Some(p) if !(p.is_finite() && (0.0..=1.0).contains(&p)) => {
+                Err(("p", p.to_string(), "a probability from 0 to 1".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A YAML layer spec: `layers:` in forward order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
@@ -183,6 +304,17 @@ impl Spec {
                 .to_string();
             let layer: SpecLayer = serde_norway::from_value(l.clone())
                 .map_err(|e| Error::config(file, who.clone(), format!("kind `{kind}`: {e}")))?;
+            if let Err((field, value, want)) = layer.check_numbers() {
+                return Err(Error::config(
+                    file,
+                    format!("layers[{i}].{field}"),
+                    format!(
+                        "{kind} layer{}{} has {field} {value}; it must be {want}",
+                        label("param"),
+                        label("name")
+                    ),
+                ));
+            }
             out.push(layer);
         }
         if out.is_empty() {
