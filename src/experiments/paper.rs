@@ -65,7 +65,13 @@ mod tests {
         assert!(p.attacks.iter().all(|a| attack_follows_paper(&p, a)));
         let quick: Experiment =
             serde_norway::from_str(include_str!("../../experiments/quick.yaml")).unwrap();
-        assert!(!model_follows_paper(&quick, "N100-100-10"), "max_iter 250 is not the protocol");
-        assert!(quick.attacks.iter().all(|a| !attack_follows_paper(&quick, a)));
+        assert!(
+            !model_follows_paper(&quick, "N100-100-10"),
+            "max_iter 250 is not the protocol"
+        );
+        assert!(quick
+            .attacks
+            .iter()
+            .all(|a| !attack_follows_paper(&quick, a)));
     }
 }

@@ -33,7 +33,8 @@ pub fn markdown(t: &TransferTable) -> String {
         };
         let mut line = vec![label, r.examples.to_string()];
         for (m, e) in t.models.iter().zip(&r.errors) {
-            let (lo, hi) = super::interval::wilson((e * r.examples as f64).round(), r.examples as f64);
+            let (lo, hi) =
+                super::interval::wilson((e * r.examples as f64).round(), r.examples as f64);
             let ours = format!("{:.1}% [{:.1}, {:.1}]", 100.0 * e, 100.0 * lo, 100.0 * hi);
             line.push(match paper_transfer(&key, m) {
                 Some(p) => format!("{ours} ({:.1}%)", 100.0 * p),
