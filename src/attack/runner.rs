@@ -368,3 +368,60 @@ pub fn attack_dataset(
     crate::io::write_json(&out_dir.join("summary.json"), &summary)?;
     Ok(summary)
 }
+
+// ---- One chunk at a time (a Slurm array task of `blindspot slurm`) ----------------------------------
+// Additive: the merge is `run_mnist`/`attack_dataset` above, which loads the chunks these functions wrote.
+
+/// The number of chunks (of `spec.batch` examples) of an attack on a set of `total` examples.
+pub fn chunk_count(spec: &AttackSpec, total: i64) -> Result<usize> {
+    let n = select_examples(spec, total)?.len();
+    Ok(n.div_ceil(spec.batch.max(1) as usize))
+}
+
+/// Whether chunk `ci`'s files are in `out_dir`.
+pub fn chunk_exists(out_dir: &Path, ci: usize) -> bool {
+    let (st, js) = chunk_files(out_dir, ci as i64);
+    st.exists() && js.exists()
+}
+
+/// Attacks only chunk `ci` of an attack stage on an MNIST split into `out_dir/chunks/` (the same files
+/// [`attack_dataset`] writes for it); a chunk already there is left alone. Returns whether it attacked.
+pub fn run_mnist_chunk(
+    model_path: &Path,
+    spec: &AttackSpec,
+    out_dir: &Path,
+    (device, mnist_dir): (Device, &Path),
+    ci: usize,
+) -> Result<bool> {
+    spec.validate()?;
+    let model = crate::models::torchscript::load_classifier(model_path, device)?;
+    let data = MnistData::load(mnist_dir, spec.split_seed)?;
+    let set = data.set(&spec.split)?;
+    let plan = plan(model.as_ref(), &set.images, &set.labels, spec)?;
+    let ckpt = open_checkpoint(model.as_ref(), spec, &plan, out_dir)?;
+    let out_dir = ckpt.dir();
+    std::fs::create_dir_all(out_dir.join("chunks")).map_err(|e| Error::io(out_dir, e))?;
+    let (n, batch) = (plan.idx.len(), spec.batch as usize);
+    let start = ci * batch;
+    if start >= n {
+        return Err(Error::Shape {
+            what: "chunk index".into(),
+            expected: format!("below {}", n.div_ceil(batch)),
+            got: vec![ci as i64],
+        });
+    }
+    if chunk_exists(out_dir, ci) {
+        return Ok(false);
+    }
+    let (st, js) = chunk_files(out_dir, ci as i64);
+    let len = batch.min(n - start);
+    let _written = attack_chunk(
+        model.as_ref(),
+        &set.images,
+        spec,
+        &plan,
+        (start, len),
+        (&st, &js),
+    )?;
+    Ok(true)
+}

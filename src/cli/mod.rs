@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod attack;
 mod run;
+mod slurm;
 mod transfer;
 use std::path::PathBuf;
 
@@ -45,6 +46,10 @@ enum Cmd {
     Status(run::StatusArgs),
     /// Rewrite an experiment's report from its finished stages.
     Report(run::ReportArgs),
+    /// Run an experiment on a Slurm cluster: one sbatch script per stage in runs/<name>/slurm/, submitted
+    /// with afterok dependencies on the stages each reads, large attack stages as job arrays over their
+    /// chunks, then a report job. Resources from the experiment's `slurm:` section (docs/slurm.md).
+    Slurm(slurm::SlurmArgs),
     /// Train one model of an experiment file and save it (model.json + weights.safetensors).
     Train {
         /// The experiment file that defines the model, e.g. experiments/paper.yaml.
@@ -139,6 +144,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Run(a) => run::run(a)?,
         Cmd::Status(a) => run::status(a)?,
         Cmd::Report(a) => run::report(a)?,
+        Cmd::Slurm(a) => slurm::run(&a)?,
         Cmd::Train {
             experiment,
             model,

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use blindspot::config::Experiment;
-use blindspot::experiments::{self, RunOptions, State};
+use blindspot::experiments::{self, ChunkOutcome, RunOptions, State};
 use std::path::{Path, PathBuf};
 
 /// `blindspot run`.
@@ -18,6 +18,10 @@ pub struct RunArgs {
     /// finished. For scheduler jobs (`blindspot slurm`).
     #[arg(long)]
     pub stage: Option<String>,
+    /// With --stage: compute only this chunk of an attack stage (a Slurm array task); the stage's own
+    /// run (`--stage` alone) then merges the chunks.
+    #[arg(long, requires = "stage", conflicts_with = "force")]
+    pub chunk: Option<usize>,
     /// Override the experiment's device (cpu, cuda, cuda:N).
     #[arg(long)]
     pub device: Option<String>,
@@ -36,6 +40,16 @@ pub fn load(path: &Path, device: Option<String>) -> Result<Experiment> {
 /// Runs `blindspot run`.
 pub fn run(a: RunArgs) -> Result<()> {
     let exp = load(&a.experiment, a.device)?;
+    if let (Some(label), Some(chunk)) = (&a.stage, a.chunk) {
+        let what = match experiments::run_chunk(&exp, label, chunk)? {
+            ChunkOutcome::Ran => "computed".to_string(),
+            ChunkOutcome::Present => "already there".to_string(),
+            ChunkOutcome::UpToDate => "the stage is up to date".to_string(),
+            ChunkOutcome::Skipped(why) => format!("skipped: {why}"),
+        };
+        println!("{label} chunk {chunk}: {what}");
+        return Ok(());
+    }
     if let Some(label) = &a.stage {
         let ran = experiments::run_one(&exp, label, a.force)?;
         println!(

@@ -6,10 +6,12 @@
 //! error messages that carry the field path and line (see README "Design choices").
 
 mod model;
+pub mod slurm;
 mod stages;
 mod validate;
 
 pub use model::{Activation, ArchSpec, Channels, ModelSpec, OptimizerSpec, TrainSet};
+pub use slurm::{SlurmConfig, SlurmResources};
 pub use stages::{model_stem, AttackStage, Fig7Stage, SpectralStage, TransferStage, UnitsStage};
 pub use validate::Limits;
 
@@ -50,6 +52,9 @@ pub struct Experiment {
     /// Cross-model generalisation tables (§4.2, Tables 2 and 4), each in `runs/<name>/transfer/<table>/`.
     #[serde(default)]
     pub transfer: Vec<TransferStage>,
+    /// Resources of the jobs `blindspot slurm` submits, per-stage overrides, job arrays (docs/slurm.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmConfig>,
 }
 
 fn default_seed() -> u64 {

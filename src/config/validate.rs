@@ -81,7 +81,11 @@ impl Experiment {
                 ));
             }
         }
-        self.validate_analyses(file)
+        self.validate_analyses(file)?;
+        match &self.slurm {
+            Some(s) => s.validate(file, "slurm"),
+            None => Ok(()),
+        }
     }
 
     fn validate_data(&self, file: &str) -> Result<()> {

@@ -42,6 +42,19 @@ impl Stage for AttackStageRun<'_> {
             "model": ctx.model_input(&self.stage.model)?, "data": ctx.data_input()
         }))
     }
+    fn chunks(&self, ctx: &Ctx) -> Result<Option<usize>> {
+        let spec = self.spec(ctx);
+        let total = ctx.data.set(&spec.split)?.len();
+        crate::attack::runner::chunk_count(&spec, total).map(Some)
+    }
+    fn chunk_done(&self, dir: &Path, i: usize) -> bool {
+        crate::attack::runner::chunk_exists(dir, i)
+    }
+    fn run_chunk(&self, ctx: &Ctx, dir: &Path, i: usize) -> Result<bool> {
+        let model = ctx.exp.model_path(&self.stage.model);
+        let data = (ctx.device, ctx.data.dir.as_path());
+        crate::attack::runner::run_mnist_chunk(&model, &self.spec(ctx), dir, data, i)
+    }
     fn run(&self, ctx: &Ctx, dir: &Path) -> Result<()> {
         let model = ctx.exp.model_path(&self.stage.model);
         crate::attack::run_mnist(&model, &self.spec(ctx), dir, ctx.device, &ctx.data.dir)

@@ -27,4 +27,20 @@ pub enum RunError {
     UnknownStage { label: String, known: String },
     #[error("stage `{label}` cannot run yet: {missing} is not finished with its current inputs")]
     NotReady { label: String, missing: String },
+    #[error(
+        "stage `{label}` is not computed in chunks (only attack stages are): leave out --chunk"
+    )]
+    NotChunked { label: String },
+    #[error("stage `{label}` has {chunks} chunk(s), numbered 0..{chunks}: no chunk {chunk}")]
+    ChunkOutOfRange {
+        label: String,
+        chunk: usize,
+        chunks: usize,
+    },
+    #[error("sbatch not found: install Slurm's client or use blindspot run")]
+    SbatchMissing,
+    #[error("`{command}` failed: {why}")]
+    Slurm { command: String, why: String },
+    #[error("another `blindspot slurm` is submitting this experiment ({owner}); wait for it, then run again")]
+    SubmitBusy { owner: String },
 }

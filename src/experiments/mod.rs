@@ -11,17 +11,20 @@
 //! Fig 7, spectral and transfer — and serves the runner, the completeness check and the report alike.
 
 mod attacks;
+mod chunks;
 mod error;
 mod fig7;
 pub mod lock;
 mod models;
 mod paper;
+pub mod slurm;
 mod spectral;
 mod stage;
 mod status;
 mod transfer;
 mod units;
 
+pub use chunks::ChunkOutcome;
 pub use error::RunError;
 pub use models::{evaluate_all, train_and_save};
 pub use status::{status, StageStatus, State};
@@ -244,6 +247,28 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary> {
 /// Runs one stage of the plan (for a scheduler job): its needs must be finished with their current
 /// inputs. Returns whether it ran (false: up to date or run by another process).
 pub fn run_one(exp: &Experiment, label: &str, force: bool) -> Result<bool> {
+    with_ready_stage(exp, label, |stage, ctx| {
+        let mut runlog = RunLog::default();
+        Ok(run_stage(stage, ctx, force, &mut runlog)? == Outcome::Ran)
+    })
+}
+
+/// Computes chunk `chunk` of one stage (a Slurm array task; [`chunks`] has the rules that let the
+/// tasks of one stage run at once): its needs must be finished with their current inputs. The stage's
+/// own run ([`run_one`]) then merges the chunks.
+pub fn run_chunk(exp: &Experiment, label: &str, chunk: usize) -> Result<ChunkOutcome> {
+    with_ready_stage(exp, label, |stage, ctx| {
+        chunks::run_chunk(stage, ctx, chunk)
+    })
+}
+
+/// Finds stage `label`, prepares the run folder and checks that the stage's needs are finished with their
+/// current inputs, then calls `f`.
+fn with_ready_stage<T>(
+    exp: &Experiment,
+    label: &str,
+    f: impl FnOnce(&dyn Stage, &Ctx) -> Result<T>,
+) -> Result<T> {
     let device = crate::device::parse_device(&exp.device)?;
     let run_dir = exp.run_dir();
     let stages = plan(exp);
@@ -272,7 +297,7 @@ pub fn run_one(exp: &Experiment, label: &str, force: bool) -> Result<bool> {
             .into());
         }
     }
-    Ok(run_stage(stage.as_ref(), &ctx, force, &mut runlog)? == Outcome::Ran)
+    f(stage.as_ref(), &ctx)
 }
 
 /// Writes the report of a run whose stages are all finished with their current inputs.

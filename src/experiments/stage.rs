@@ -1,15 +1,14 @@
 //! The one abstraction of a batch run: a [`Stage`] has a folder, the stages it reads, a fingerprint of its
 //! configuration and of the *content* of every file it reads, and work that writes its outputs into its
 //! folder. [`run_stage`] is the only code that decides whether a stage is skipped (finished with its
-//! current fingerprint), resumed (partial work of this fingerprint, through [`Checkpoint`]) or redone
-//! from an emptied folder, and it holds the stage's lock ([`super::lock`]) while it works.
+//! current fingerprint), resumed (partial work of this fingerprint, through
+//! [`crate::results::checkpoint::Checkpoint`]) or redone from an emptied folder, and it holds the stage's
+//! lock ([`super::lock`]) while it works.
 
 use super::lock::{Acquired, StageLock};
 use crate::config::Experiment;
 use crate::data::MnistData;
-use crate::results::checkpoint::{
-    done_marker, Checkpoint, DoneMarker, OnOther, Provenance, RUN_FORMAT,
-};
+use crate::results::checkpoint::{done_marker, DoneMarker, Provenance, RUN_FORMAT};
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -120,6 +119,20 @@ pub(crate) trait Stage {
     fn margin(&self) -> Option<f64> {
         None
     }
+    /// For a stage computed in independent chunks (a job array under Slurm, [`super::chunks`]): how
+    /// many. None: one piece. Computable once its needs are finished.
+    fn chunks(&self, _ctx: &Ctx) -> Result<Option<usize>> {
+        Ok(None)
+    }
+    /// Whether chunk `i`'s files are in `dir`.
+    fn chunk_done(&self, _dir: &Path, _i: usize) -> bool {
+        false
+    }
+    /// Computes chunk `i` only, into `dir` (opened for this fingerprint); `run` merges the chunks (and
+    /// computes any missing). Returns whether it computed (false: the chunk was there).
+    fn run_chunk(&self, _ctx: &Ctx, _dir: &Path, _i: usize) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// What a run did: stage timings (label, seconds, skipped) and the stages it ran or skipped.
@@ -215,11 +228,13 @@ pub(crate) fn run_stage(
     }
     // `.started.json` holds the fingerprint the folder's partial work belongs to.
     let identity = json!({"stage": label, "fingerprint": fp});
-    let ckpt = Checkpoint::open(&dir, ".started.json", &identity, OnOther::Clear, force)?;
+    // Opened under the stage's open lock once no chunk task runs (super::chunks, rule 4).
+    let ckpt = super::chunks::open_stage_folder(&ctx.run_dir, &label, &dir, &identity, force)?;
     log::info!("{label}: running");
     let t = Instant::now();
     stage.run(ctx, ckpt.dir())?;
     let secs = t.elapsed().as_secs_f64();
+    super::chunks::hold_before_done(&label);
     ckpt.finish(&DoneMarker {
         format: RUN_FORMAT.into(),
         stage: label.clone(),
