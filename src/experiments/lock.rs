@@ -126,17 +126,9 @@ impl StageLock {
             match read_owner(&path) {
                 Some(o) if !is_stale(&o) => return Ok(Acquired::Busy(o)),
                 stale => {
-                    // Move the stale lock aside (one process wins the rename), then try again.
-                    log::warn!(
-                        "{label}: taking over a stale lock {}",
-                        stale
-                            .map(|o| format!("of {} pid {}", o.host, o.pid))
-                            .unwrap_or_default()
-                    );
-                    let aside =
-                        path.with_extension(format!("stale-{}", crate::io::unique_suffix()));
-                    let _ = std::fs::rename(&path, &aside);
-                    let _ = std::fs::remove_file(&aside);
+                    if let Some(held) = Self::take_over(&path, label, stale.as_ref(), &owner)? {
+                        return Ok(held);
+                    }
                 }
             }
         }
@@ -147,6 +139,54 @@ impl StageLock {
                 std::io::Error::other("could not take the stage lock"),
             )),
         }
+    }
+
+    /// Replaces a stale lock under a takeover guard (created exclusively, so one process at a time): the
+    /// guard's holder re-reads the lock, and replaces it only if it is still stale. Returns the outcome,
+    /// or None to try again (another process held the guard). A guard older than [`stale_after`] (its
+    /// holder died) is removed.
+    fn take_over(
+        path: &Path,
+        label: &str,
+        stale: Option<&LockOwner>,
+        owner: &LockOwner,
+    ) -> Result<Option<Acquired>> {
+        let guard = path.with_extension("lock.takeover");
+        if !crate::io::create_new_json(&guard, owner)? {
+            let old = std::fs::metadata(&guard)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|a| a.as_secs() > stale_after());
+            if old {
+                let _ = std::fs::remove_file(&guard);
+            } else {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return Ok(None);
+        }
+        let result = (|| -> Result<Option<Acquired>> {
+            match read_owner(path) {
+                Some(o) if !is_stale(&o) => return Ok(Some(Acquired::Busy(o))),
+                Some(o) if Some(&o) != stale => return Ok(None),
+                _ => {}
+            }
+            log::warn!(
+                "{label}: taking over a stale lock{}",
+                stale
+                    .map(|o| format!(" of {} pid {}", o.host, o.pid))
+                    .unwrap_or_default()
+            );
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(path, e)),
+            }
+            Ok(crate::io::create_new_json(path, owner)?
+                .then(|| Acquired::Held(Self::start(path.to_path_buf(), owner.clone()))))
+        })();
+        let _ = std::fs::remove_file(&guard);
+        result
     }
 
     fn start(path: PathBuf, mut owner: LockOwner) -> StageLock {
@@ -237,5 +277,43 @@ mod tests {
             StageLock::acquire(run, "attacks/y").unwrap(),
             Acquired::Held(_)
         ));
+    }
+
+    #[test]
+    fn racing_takeovers_of_one_stale_lock_leave_one_holder() {
+        let t = tempfile::tempdir().unwrap();
+        let run = t.path().to_path_buf();
+        for round in 0..5 {
+            let label = format!("attacks/r{round}");
+            let dead = LockOwner {
+                stage: label.clone(),
+                host: host_name(),
+                pid: 999_999_999,
+                slurm_job: None,
+                started_unix: now_unix(),
+                heartbeat_unix: now_unix(),
+            };
+            crate::io::write_json(&lock_path(&run, &label), &dead).unwrap();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (run, label, b) = (run.clone(), label.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        b.wait();
+                        match StageLock::acquire(&run, &label).unwrap() {
+                            Acquired::Held(l) => {
+                                // Hold it while the others try.
+                                std::thread::sleep(Duration::from_millis(300));
+                                drop(l);
+                                1
+                            }
+                            Acquired::Busy(_) => 0,
+                        }
+                    })
+                })
+                .collect();
+            let held: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            assert_eq!(held, 1, "round {round}: {held} holders");
+        }
     }
 }
