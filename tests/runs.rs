@@ -304,3 +304,41 @@ fn a_run_killed_in_the_middle_of_a_stage_resumes_to_identical_outputs() {
         csv("runs/k/attacks/softmax1/attack.csv")
     );
 }
+
+#[test]
+fn absurd_sizes_in_yaml_are_refused_with_the_field() {
+    let d = tempfile::tempdir().unwrap();
+    let base = small("s").split("attacks:").next().unwrap().to_string();
+    for (stage, field) in [
+        ("fig7: {models: [softmax1], images: 20000}", "fig7.images"),
+        (
+            "attacks:\n  - {model: softmax1, spec: {batch: 100000000}}",
+            "attacks[0].spec.batch",
+        ),
+        (
+            "units:\n  - {model: softmax1, layer: logits, random: 10000000}",
+            "units[0].random",
+        ),
+        (
+            "units:\n  - {model: softmax1, layer: logits, top: 0}",
+            "units[0].top",
+        ),
+    ] {
+        std::fs::write(d.path().join("s.yaml"), format!("{base}{stage}\n")).unwrap();
+        let o = run(&["run", "s.yaml"], d.path());
+        assert!(!o.status.success(), "{stage}");
+        assert!(
+            text(&o).contains(field) && text(&o).contains("out of range"),
+            "{stage}: {}",
+            text(&o)
+        );
+    }
+    let big = base.replace("max_iter: 15}", "max_iter: 15}\n  - name: c\n    arch: {kind: conv, channels: 4, kernel: 5, hidden: 8, dropout: 0.5}\n    weight_decay: [0, 0, 0]\n    optimizer: {kind: adam, lr: 0.001, epochs: 1, batch_size: 5000000}");
+    std::fs::write(d.path().join("s.yaml"), big).unwrap();
+    let o = run(&["run", "s.yaml"], d.path());
+    assert!(
+        text(&o).contains("batch_size") && text(&o).contains("1..=1000000"),
+        "{}",
+        text(&o)
+    );
+}

@@ -291,8 +291,8 @@ fn validate_opt(o: &OptimizerSpec, file: &str, field: &str) -> Result<()> {
             if *epochs == 0 {
                 return err("epochs", "must be ≥ 1");
             }
-            if *batch_size < 1 {
-                return err("batch_size", "must be ≥ 1");
+            if *batch_size < 1 || *batch_size > super::Limits::BATCH {
+                return err("batch_size", "must be in 1..=1000000");
             }
         }
     }
