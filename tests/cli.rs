@@ -1,35 +1,9 @@
 //! End-to-end tests of the `blindspot` command line on small data: run (resumable), train, eval, errors,
 //! determinism, and the model format read back by PyTorch.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_blindspot"));
-    c.env("BLINDSPOT_NO_PROGRESS", "1")
-        .env("BLINDSPOT_MNIST", root().join("assets/mnist"));
-    c
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str], cwd: &Path) -> Output {
-    bin()
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("spawn blindspot")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{root, run, text};
+use std::process::Command;
 
 const TINY: &str = "name: tiny\nseed: 5\nmodels:\n  - name: softmax1\n    arch: {kind: softmax}\n    weight_decay: [1.0e-4]\n    optimizer: {kind: lbfgs, max_iter: 15}\n";
 

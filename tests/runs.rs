@@ -1,35 +1,9 @@
 //! Runs you can trust (issue 11): folders that stay inside the run folder, fingerprints from content, old
 //! run folders refused, locks, and a run killed in the middle of a stage resuming to identical outputs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_blindspot"));
-    c.env("BLINDSPOT_NO_PROGRESS", "1")
-        .env("BLINDSPOT_MNIST", root().join("assets/mnist"));
-    c
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str], cwd: &Path) -> Output {
-    bin()
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("spawn blindspot")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{bin, run, text};
+use std::path::Path;
 
 /// A small experiment: one model, one attack in several chunks, a transfer table.
 fn small(name: &str) -> String {

@@ -10,36 +10,24 @@
 //! --ignored`): a small experiment through a real one-node Slurm (scripts/slurm/local-cluster.sh),
 //! compared file by file with a local `blindspot run` of the same YAML.
 
+mod common;
+use common::{root, text};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
+/// The binary with one libtorch thread everywhere, as in the Slurm jobs (-c 1): identical numbers.
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_blindspot"));
-    c.env("BLINDSPOT_NO_PROGRESS", "1")
-        .env("BLINDSPOT_MNIST", root().join("assets/mnist"))
-        // One libtorch thread everywhere, as in the Slurm jobs (-c 1): identical numbers.
-        .env("OMP_NUM_THREADS", "1")
+    let mut c = common::bin();
+    c.env("OMP_NUM_THREADS", "1")
         .env_remove("BLINDSPOT_TEST_HOLD_BEFORE_DONE");
     c
 }
 
 fn run(args: &[&str], cwd: &Path) -> Output {
-    bin().args(args).current_dir(cwd).output().expect("spawn")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::run_cmd(bin(), args, cwd)
 }
 
 fn ok(o: Output) -> String {
