@@ -116,20 +116,8 @@ fn source_model<'a>(
 ) -> Result<&'a dyn Classifier> {
     let record = summary_beside(&src.file);
     let recorded = record.as_ref().and_then(|s| s.model_fingerprint.clone());
-    let check = |m: &dyn Classifier| -> Result<()> {
-        match &recorded {
-            Some(fp) if *fp != m.fingerprint()? => Err(AttackError::SourceWeights {
-                file: src.file.clone(),
-                model: format!("`{}`", m.name()),
-                recorded: short(fp),
-                got: short(&m.fingerprint()?),
-            }
-            .into()),
-            _ => Ok(()),
-        }
-    };
     if let Some(m) = given {
-        check(m)?;
+        super::recheck::check_weights(&src.file, m, recorded.as_deref())?;
         return Ok(m);
     }
     let unknown = |why: String| AttackError::SourceUnknown {

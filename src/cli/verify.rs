@@ -62,6 +62,23 @@ pub fn run(a: &VerifyArgs) -> Result<()> {
         PrecisionArg::F64 => Precision::F64,
     };
     let (r, fresh) = recheck_file(&file, a.model.as_deref(), device, precision, a.batch)?;
+    if let Some(p) = &a.json {
+        blindspot::io::write_json(p, &r)?;
+    }
+    if let Some(p) = &a.csv {
+        let mut t =
+            blindspot::results::Table::new(&["row", "stored_margin", "margin", "max_abs_logit"]);
+        for f in &fresh {
+            t.push(vec![
+                f.row.to_string(),
+                format!("{:e}", f.stored_margin),
+                format!("{:e}", f.margin),
+                format!("{:e}", f.max_abs_logit),
+            ]);
+        }
+        t.write_csv(p)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
     let pct = |k: usize| 100.0 * k as f64 / r.stored_successes.max(1) as f64;
     println!(
         "{} ({:?}, batch {}, {} threads, {}): {} stored successes of {} examples; still adversarial {} ({:.3}%); margin >= min_margin {:e}: {} ({:.3}%); largest margin change {:.3e}",
@@ -93,23 +110,6 @@ pub fn run(a: &VerifyArgs) -> Result<()> {
     }
     if r.flipped.len() > 20 {
         println!("... and {} more (see --json)", r.flipped.len() - 20);
-    }
-    if let Some(p) = &a.json {
-        blindspot::io::write_json(p, &r)?;
-    }
-    if let Some(p) = &a.csv {
-        let mut t =
-            blindspot::results::Table::new(&["row", "stored_margin", "margin", "max_abs_logit"]);
-        for f in &fresh {
-            t.push(vec![
-                f.row.to_string(),
-                format!("{:e}", f.stored_margin),
-                format!("{:e}", f.margin),
-                format!("{:e}", f.max_abs_logit),
-            ]);
-        }
-        t.write_csv(p)
-            .with_context(|| format!("writing {}", p.display()))?;
     }
     if a.strict && !r.flipped.is_empty() {
         anyhow::bail!(
