@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The measurement behind the default margin κ (`min_margin`, docs/attack.md "The margin").
+# The measurement behind the default margin κ (`min_margin`, docs/attack.md "The margin κ").
 #
 # For each model and each κ of the grid: attack all 60,000 training images (targeted, random targets,
 # batch 10,000, the default settings otherwise), then re-evaluate the stored successes with
