@@ -582,7 +582,7 @@ fn other_bounds_are_respected_and_distortions_scale() {
         &out.adversarial,
         &fx.labels,
         Some(&fx.targets),
-        1e-4,
+        AttackSettings::default().min_margin,
     )
     .unwrap();
     assert!(out.adversarial.min().double_value(&[]) >= -1.0);
