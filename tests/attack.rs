@@ -132,14 +132,18 @@ fn targeted_distortion_is_at_least_and_within_5pct_of_the_exact_minimum_on_a_lin
         &out.adversarial,
         &fx.labels,
         Some(&fx.targets),
+        set.min_margin,
     )
     .unwrap();
-    for (j, ((ok, d, why), reference)) in ver.iter().zip(fx.min_distortion.iter()).enumerate() {
+    for (j, (v, reference)) in ver.iter().zip(fx.min_distortion.iter()).enumerate() {
+        let (ok, d) = (&v.ok, &v.distortion);
         assert!(
             out.success[j] && *ok,
-            "example {j}: {why:?} {:?}",
+            "example {j}: {:?} {:?}",
+            v.reason,
             out.reason[j]
         );
+        assert!(v.margin >= set.min_margin && out.margin[j] >= set.min_margin);
         // Never below the true minimum (that would be a wrong distortion or a false success) ...
         assert!(
             *d >= reference * (1.0 - 1e-3) - 1e-6,
@@ -169,9 +173,11 @@ fn warm_started_search_also_succeeds_and_stays_close() {
         &out.adversarial,
         &fx.labels,
         Some(&fx.targets),
+        set.min_margin,
     )
     .unwrap();
-    for (j, ((ok, d, _), reference)) in ver.iter().zip(fx.min_distortion.iter()).enumerate() {
+    for (j, (v, reference)) in ver.iter().zip(fx.min_distortion.iter()).enumerate() {
+        let (ok, d) = (&v.ok, &v.distortion);
         assert!(out.success[j] && *ok);
         assert!(
             *d >= reference * (1.0 - 1e-3) - 1e-6 && *d <= reference * 1.05 + 2e-4,
@@ -191,10 +197,12 @@ fn untargeted_attack_leaves_the_label_and_is_no_larger_than_the_targeted_minimum
         &AttackSettings::default(),
     )
     .unwrap();
-    let ver = verify(&fx.model, &fx.x, &out.adversarial, &fx.labels, None).unwrap();
+    let kappa = AttackSettings::default().min_margin;
+    let ver = verify(&fx.model, &fx.x, &out.adversarial, &fx.labels, None, kappa).unwrap();
     let pred = fx.model.logits(&out.adversarial).unwrap().argmax(-1, false);
-    for (j, (ok, d, _)) in ver.iter().enumerate() {
-        assert!(out.success[j] && *ok);
+    for (j, v) in ver.iter().enumerate() {
+        let (ok, d) = (&v.ok, &v.distortion);
+        assert!(out.success[j] && *ok && v.margin >= kappa);
         assert_ne!(
             pred.int64_value(&[j as i64]),
             fx.labels.int64_value(&[j as i64])
@@ -208,8 +216,10 @@ fn untargeted_attack_leaves_the_label_and_is_no_larger_than_the_targeted_minimum
 fn verification_rejects_out_of_box_and_wrong_class() {
     let fx = linear_fixture();
     // The originals are not adversarial.
-    let ver = verify(&fx.model, &fx.x, &fx.x, &fx.labels, Some(&fx.targets)).unwrap();
-    assert!(ver.iter().all(|v| !v.0 && v.1 == 0.0));
+    let ver = verify(&fx.model, &fx.x, &fx.x, &fx.labels, Some(&fx.targets), 0.0).unwrap();
+    assert!(ver
+        .iter()
+        .all(|v| !v.ok && v.distortion == 0.0 && v.margin < 0.0));
     // An adversarial pushed 1e-6 outside the box is rejected even if it is classified as the target.
     let out = attack_batch(
         &fx.model,
@@ -221,9 +231,9 @@ fn verification_rejects_out_of_box_and_wrong_class() {
     .unwrap();
     let bad = out.adversarial.copy();
     let _ = bad.get(0).get(0).get(0).get(0).fill_(1.0 + 1e-6);
-    let ver = verify(&fx.model, &fx.x, &bad, &fx.labels, Some(&fx.targets)).unwrap();
-    assert!(!ver[0].0);
-    assert!(ver[0].2.as_deref().unwrap().contains("outside"));
+    let ver = verify(&fx.model, &fx.x, &bad, &fx.labels, Some(&fx.targets), 0.0).unwrap();
+    assert!(!ver[0].ok);
+    assert!(ver[0].reason.as_deref().unwrap().contains("outside"));
     // Distortion is sqrt(mean((x'-x)^2)).
     let ver = verify(
         &fx.model,
@@ -231,6 +241,7 @@ fn verification_rejects_out_of_box_and_wrong_class() {
         &out.adversarial,
         &fx.labels,
         Some(&fx.targets),
+        0.0,
     )
     .unwrap();
     let d0 = (&out.adversarial.get(0) - fx.x.get(0))
@@ -238,7 +249,37 @@ fn verification_rejects_out_of_box_and_wrong_class() {
         .mean(Kind::Double)
         .sqrt()
         .double_value(&[]);
-    assert!((ver[0].1 - d0).abs() < 1e-7);
+    assert!((ver[0].distortion - d0).abs() < 1e-7);
+    // The margin is target logit − highest other logit, and a κ above it is refused.
+    let z = fx
+        .model
+        .logits(&out.adversarial)
+        .unwrap()
+        .to_kind(Kind::Double);
+    let t0 = fx.targets.int64_value(&[0]);
+    let zt = z.double_value(&[0, t0]);
+    let other = (0..3)
+        .filter(|&j| j != t0)
+        .map(|j| z.double_value(&[0, j]))
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert!((ver[0].margin - (zt - other)).abs() < 1e-5, "{:?}", ver[0]);
+    let strict = verify(
+        &fx.model,
+        &fx.x,
+        &out.adversarial,
+        &fx.labels,
+        Some(&fx.targets),
+        ver[0].margin * 2.0,
+    )
+    .unwrap();
+    assert!(
+        !strict[0].ok
+            && strict[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("below min_margin")
+    );
 }
 
 #[test]
@@ -535,9 +576,18 @@ fn other_bounds_are_respected_and_distortions_scale() {
         &AttackSettings::default(),
     )
     .unwrap();
-    let ver = verify(&m, &x, &out.adversarial, &fx.labels, Some(&fx.targets)).unwrap();
+    let ver = verify(
+        &m,
+        &x,
+        &out.adversarial,
+        &fx.labels,
+        Some(&fx.targets),
+        AttackSettings::default().min_margin,
+    )
+    .unwrap();
     assert!(out.adversarial.min().double_value(&[]) >= -1.0);
-    for (j, ((ok, d, _), reference)) in ver.iter().zip(fx.min_distortion.iter()).enumerate() {
+    for (j, (v, reference)) in ver.iter().zip(fx.min_distortion.iter()).enumerate() {
+        let (ok, d) = (&v.ok, &v.distortion);
         assert!(out.success[j] && *ok);
         // Distances double with the box.
         assert!(
@@ -680,4 +730,375 @@ fn fig5_difference_is_ten_times_the_perturbation_around_grey() {
     for (a, b) in v.iter().zip(want) {
         assert!((a - b).abs() < 1e-5, "{v:?}");
     }
+}
+
+/// A two-class linear model on [1, 4, 4] inputs with random weights, images in [0.1, 0.9], labels = its
+/// predictions, targets = the other class.
+fn binary_fixture(m: i64) -> (ZooModel, Tensor, Tensor, Tensor) {
+    let arch = Architecture {
+        input_shape: vec![1, 4, 4],
+        layers: vec![
+            Layer::Flatten,
+            Layer::Linear {
+                name: "fc".into(),
+                in_features: 16,
+                out_features: 2,
+            },
+        ],
+    };
+    tch::manual_seed(11);
+    let theta = Tensor::randn([34], (Kind::Float, Device::Cpu));
+    let model = ZooModel::new("binary", arch, theta, serde_json::json!({})).unwrap();
+    let x = Tensor::rand([m, 1, 4, 4], (Kind::Float, Device::Cpu)) * 0.8 + 0.1;
+    let labels = model.logits(&x).unwrap().argmax(-1, false);
+    let targets = Tensor::from(1i64) - &labels;
+    (model, x, labels, targets)
+}
+
+/// The exact minimal distortion sqrt(‖x' − x‖²/n) over x' ∈ [0, 1]^n with target logit − other logit
+/// ≥ κ, for a two-class linear model: x'(λ) = clip(x + λw, 0, 1) with w = W_t − W_o, the smallest λ ≥ 0
+/// where w·x'(λ) + b_t − b_o = κ (monotone in λ: bisection).
+fn exact_binary(model: &ZooModel, x: &Tensor, target: i64, kappa: f64) -> f64 {
+    let th: Vec<f64> = Vec::try_from(&model.theta.to_kind(Kind::Double)).unwrap();
+    let (wt, wo) = (
+        &th[16 * target as usize..][..16],
+        &th[16 * (1 - target) as usize..][..16],
+    );
+    let w: Vec<f64> = wt.iter().zip(wo).map(|(a, b)| a - b).collect();
+    let beta = th[32 + target as usize] - th[32 + 1 - target as usize];
+    let x: Vec<f64> = Vec::try_from(&x.to_kind(Kind::Double).view([-1])).unwrap();
+    let at = |l: f64| -> Vec<f64> {
+        x.iter()
+            .zip(&w)
+            .map(|(xi, wi)| (xi + l * wi).clamp(0.0, 1.0))
+            .collect()
+    };
+    let g = |l: f64| at(l).iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() + beta;
+    let (mut lo, mut hi) = (0.0, 1.0);
+    while g(hi) < kappa {
+        hi *= 2.0;
+        assert!(hi < 1e9, "margin {kappa} unreachable");
+    }
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if g(mid) < kappa {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let d2: f64 = at(hi).iter().zip(&x).map(|(a, b)| (a - b).powi(2)).sum();
+    (d2 / 16.0).sqrt()
+}
+
+/// The margin is reached inside the c search: with κ = 1 (a large margin on logits of scale ~3) every
+/// example succeeds with margin ≥ κ and a distortion at (never below) the exact minimum for that margin,
+/// which is well above the minimum for κ = 0. A search that counted any adversarial solve as a success
+/// would stop near the κ = 0 minimum, and verification would then reject it.
+#[test]
+fn margin_is_reached_inside_the_search_at_the_exact_minimal_distortion() {
+    let (model, x, labels, targets) = binary_fixture(8);
+    for kappa in [1e-4, 1.0] {
+        let set = AttackSettings {
+            min_margin: kappa,
+            ..AttackSettings::default()
+        };
+        let out = attack_batch(&model, &x, &labels, Some(&targets), &set).unwrap();
+        let ver = verify(&model, &x, &out.adversarial, &labels, Some(&targets), kappa).unwrap();
+        for (j, v) in ver.iter().enumerate() {
+            let t = targets.int64_value(&[j as i64]);
+            let (want, at0) = (
+                exact_binary(&model, &x.get(j as i64), t, kappa),
+                exact_binary(&model, &x.get(j as i64), t, 0.0),
+            );
+            assert!(out.success[j] && v.ok, "{j}: {v:?} {:?}", out.reason[j]);
+            assert!(v.margin >= kappa && out.margin[j] >= kappa, "{j}: {v:?}");
+            assert!(
+                v.distortion >= want * (1.0 - 1e-3) - 1e-6 && v.distortion <= want * 1.05 + 2e-4,
+                "{j} κ {kappa}: {} vs exact {want}",
+                v.distortion
+            );
+            if kappa == 1.0 {
+                assert!(
+                    want > at0 * 1.1 + 0.01,
+                    "{j}: the margin must cost: {want} vs {at0}"
+                );
+            }
+        }
+    }
+    // A negative or infinite κ is refused by name.
+    for bad in [-1.0, f64::INFINITY] {
+        let set = AttackSettings {
+            min_margin: bad,
+            ..AttackSettings::default()
+        };
+        let e = attack_batch(&model, &x, &labels, Some(&targets), &set).unwrap_err();
+        assert!(e.to_string().contains("min_margin"), "{e}");
+    }
+}
+
+/// Examples the model already classifies as the target (untargeted: not as the label) by the margin are
+/// counted apart: successes with distortion 0 and c 0, `already_adversarial` in their row and in the
+/// summary, left out of the mean distortion. One classified as the target by less than κ is attacked.
+#[test]
+fn already_adversarial_examples_are_counted_apart() {
+    let (model, x, pred, _) = binary_fixture(8);
+    let z: Vec<f64> =
+        Vec::try_from(model.logits(&x).unwrap().to_kind(Kind::Double).view([-1])).unwrap();
+    let gap: Vec<f64> = (0..8).map(|j| (z[2 * j] - z[2 * j + 1]).abs()).collect();
+    // "true" labels: the other class for examples 0 and 1 (the model is wrong there), targets = the
+    // model's prediction for them; the rest as before.
+    let p: Vec<i64> = Vec::try_from(&pred).unwrap();
+    let labels: Vec<i64> = p
+        .iter()
+        .enumerate()
+        .map(|(j, &c)| if j < 2 { 1 - c } else { c })
+        .collect();
+    let targets: Vec<i64> = labels.iter().map(|&l| 1 - l).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |targeted: bool, kappa: f64| AttackSpec {
+        split: "fixture".into(),
+        batch: 3,
+        targeted,
+        targets: targeted.then(|| targets.clone()),
+        settings: AttackSettings {
+            min_margin: kappa,
+            ..AttackSettings::default()
+        },
+        ..AttackSpec::default()
+    };
+    let lab = Tensor::from_slice(&labels);
+    for targeted in [true, false] {
+        let out = dir.path().join(format!("t{targeted}"));
+        let s = attack::attack_dataset(&model, &x, &lab, &spec(targeted, 1e-4), &out).unwrap();
+        assert_eq!(
+            (s.examples, s.successes, s.already_adversarial),
+            (8, 8, 2),
+            "{s:?}"
+        );
+        assert_eq!(
+            s.success_rate, 1.0,
+            "already adversarial count as successes"
+        );
+        let rows: Vec<attack::ExampleResult> = (0..3)
+            .flat_map(|c| {
+                let f = out.join(format!("chunks/chunk-{c:05}.json"));
+                serde_json::from_str::<Vec<attack::ExampleResult>>(
+                    &std::fs::read_to_string(f).unwrap(),
+                )
+                .unwrap()
+            })
+            .collect();
+        for (j, r) in rows.iter().enumerate() {
+            assert_eq!(r.already_adversarial, j < 2, "{r:?}");
+            assert!(r.success && r.margin >= 1e-4, "{r:?}");
+            if j < 2 {
+                assert_eq!((r.distortion, r.c), (0.0, 0.0));
+                assert!((r.margin - gap[j]).abs() < 1e-5);
+            }
+        }
+        let mean = rows[2..].iter().map(|r| r.distortion).sum::<f64>() / 6.0;
+        assert!(
+            (s.mean_distortion - mean).abs() < 1e-12,
+            "{} vs {mean}",
+            s.mean_distortion
+        );
+        let csv = std::fs::read_to_string(out.join("attack.csv")).unwrap();
+        assert!(csv
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("reason,margin,already_adversarial"));
+        assert!(csv.lines().nth(1).unwrap().ends_with(",1"), "{csv}");
+        let set =
+            blindspot::results::attack::AdversarialSet::read(&out.join("adversarial.safetensors"))
+                .unwrap();
+        assert_eq!(
+            Vec::<u8>::try_from(&set.already_adversarial).unwrap()[..3],
+            [1, 1, 0]
+        );
+        // Transfer rows and Fig 5 use the perturbed successes only.
+        let ex =
+            blindspot::results::attack::read_adversarials(&out.join("adversarial.safetensors"))
+                .unwrap();
+        assert_eq!(ex.labels.size(), [6]);
+    }
+    // κ above example 0's margin: it is attacked (pushed further), not counted as already adversarial.
+    let kappa = gap[0] + 0.5;
+    let s = attack::attack_dataset(
+        &model,
+        &x.narrow(0, 0, 1),
+        &lab.narrow(0, 0, 1),
+        &AttackSpec {
+            targets: Some(vec![targets[0]]),
+            ..spec(true, kappa)
+        },
+        &dir.path().join("k"),
+    )
+    .unwrap();
+    assert_eq!((s.successes, s.already_adversarial), (1, 0), "{s:?}");
+    assert!(s.mean_distortion > 0.0 && s.smallest_margin >= kappa);
+}
+
+/// A chunk loaded on resume is verified again: a stored success edited so that it is not adversarial
+/// (its adversarial replaced by the original) makes the chunk be attacked again; the final outputs hold
+/// only real adversarials.
+#[test]
+fn resumed_chunks_are_verified_again() {
+    let fx = linear_fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(5);
+    s.targets = Some(Vec::<i64>::try_from(&fx.targets).unwrap());
+    let a = attack::attack_dataset(&fx.model, &fx.x, &fx.labels, &s, dir.path()).unwrap();
+    assert_eq!((a.successes, a.redone_chunks), (12, 0));
+    let st = dir.path().join("chunks/chunk-00001.safetensors");
+    let adv = blindspot::io::read_safetensors(&st).unwrap().remove(0).1;
+    adv.get(0).copy_(&fx.x.get(5)); // example 5: back to its original, still "success" in JSON
+    blindspot::io::write_safetensors(&st, &[("adversarial", &adv)]).unwrap();
+    let b = attack::attack_dataset(&fx.model, &fx.x, &fx.labels, &s, dir.path()).unwrap();
+    assert_eq!((b.successes, b.redone_chunks), (12, 1), "{b:?}");
+    assert!((a.mean_distortion - b.mean_distortion).abs() < 1e-6);
+    let set = blindspot::results::attack::AdversarialSet::read(
+        &dir.path().join("adversarial.safetensors"),
+    )
+    .unwrap();
+    let ver = verify(
+        &fx.model,
+        &set.original,
+        &set.adversarial,
+        &fx.labels,
+        Some(&fx.targets),
+        0.0,
+    )
+    .unwrap();
+    assert!(ver.iter().all(|v| v.ok), "{ver:?}");
+    // The repaired chunk is on disk: a third run re-verifies it and redoes nothing.
+    let c = attack::attack_dataset(&fx.model, &fx.x, &fx.labels, &s, dir.path()).unwrap();
+    assert_eq!((c.successes, c.redone_chunks), (12, 0));
+}
+
+/// `blindspot verify` on a small model: the stored successes of an attack re-evaluated in float64 at
+/// batch 1 and in float32 with one thread all stay adversarial (margins near the stored ones); a model
+/// with other weights is refused; the recorded model path is used when --model is not given, and a
+/// missing one is a clear error.
+#[test]
+fn verify_command_rechecks_stored_adversarials() {
+    let dir = tempfile::tempdir().unwrap();
+    let arch = Architecture {
+        input_shape: vec![1, 28, 28],
+        layers: vec![
+            Layer::Flatten,
+            Layer::Linear {
+                name: "fc".into(),
+                in_features: 784,
+                out_features: 10,
+            },
+        ],
+    };
+    tch::manual_seed(3);
+    let theta = Tensor::randn([7850], (Kind::Float, Device::Cpu)) * 0.05;
+    let model = ZooModel::new("rand-softmax", arch.clone(), theta, serde_json::json!({})).unwrap();
+    let mdir = dir.path().join("model");
+    model.save(&mdir).unwrap();
+    let out = dir.path().join("out");
+    let (ok, stdout, stderr) = blindspot(&[
+        "attack",
+        "--model",
+        mdir.to_str().unwrap(),
+        "--split",
+        "test",
+        "--first",
+        "8",
+        "--batch",
+        "5",
+        "--min-margin",
+        "0.01",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let s = summary(&out);
+    assert!(s.successes >= 7, "{stdout}");
+    assert_eq!(s.min_margin, 0.01);
+    assert!(s.smallest_margin >= 0.01);
+    assert_eq!(
+        s.model_path.as_deref(),
+        Some(std::path::absolute(&mdir).unwrap().as_path())
+    );
+    assert_eq!(
+        s.model_fingerprint.as_deref(),
+        Some(model.fingerprint().unwrap().as_str())
+    );
+    let json = dir.path().join("v.json");
+    for extra in [
+        &["--precision", "f64", "--batch", "1"][..],
+        &["--threads", "1", "--batch", "3"],
+    ] {
+        let mut args = vec![
+            "verify",
+            "--adversarials",
+            out.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--strict",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, stdout, stderr) = blindspot(&args);
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("still adversarial"), "{stdout}");
+        let r: blindspot::attack::recheck::Recheck =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(
+            (r.stored_successes, r.still_adversarial, r.past_min_margin),
+            (s.successes, s.successes, s.successes)
+        );
+        assert!(r.flipped.is_empty() && r.max_margin_change < 1e-4, "{r:?}");
+        assert!(r.margin_quantiles[0].1 >= 0.01 - 1e-4);
+    }
+    // Other weights: refused, naming the recorded fingerprint's mismatch.
+    let other = ZooModel::new(
+        "rand-softmax",
+        arch,
+        Tensor::randn([7850], (Kind::Float, Device::Cpu)) * 0.05,
+        serde_json::json!({}),
+    )
+    .unwrap();
+    let odir = dir.path().join("other");
+    other.save(&odir).unwrap();
+    let (ok, _, stderr) = blindspot(&[
+        "verify",
+        "--adversarials",
+        out.to_str().unwrap(),
+        "--model",
+        odir.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("made for model weights"), "{stderr}");
+    // The recorded model moved away: a clear error that says to give --model; giving it works.
+    std::fs::rename(&mdir, dir.path().join("moved")).unwrap();
+    let (ok, _, stderr) = blindspot(&["verify", "--adversarials", out.to_str().unwrap()]);
+    assert!(
+        !ok && stderr.contains("--model") && stderr.contains("missing"),
+        "{stderr}"
+    );
+    let moved = dir.path().join("moved");
+    let (ok, _, stderr) = blindspot(&[
+        "verify",
+        "--adversarials",
+        out.to_str().unwrap(),
+        "--model",
+        moved.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    // float64 needs a zoo model.
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/units/tiny_conv.pt");
+    let (ok, _, stderr) = blindspot(&[
+        "verify",
+        "--adversarials",
+        out.to_str().unwrap(),
+        "--model",
+        fx.to_str().unwrap(),
+        "--precision",
+        "f64",
+    ]);
+    assert!(!ok && stderr.contains("zoo model"), "{stderr}");
 }

@@ -123,6 +123,16 @@ fn changed_weights_rerun_every_stage_that_reads_them_and_nothing_else() {
     std::fs::write(d.path().join("e.yaml"), small("e")).unwrap();
     let o = run(&["run", "e.yaml"], d.path());
     assert!(o.status.success(), "{}", text(&o));
+    // The attack's done-marker records its margin κ (the default) beside the rest of the provenance.
+    let marker: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(d.path().join("runs/e/attacks/softmax1/.done.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        marker["provenance"]["min_margin"].as_f64(),
+        Some(blindspot::attack::DEFAULT_MIN_MARGIN),
+        "{marker}"
+    );
     // Nothing changed: everything skipped, report rewritten.
     let o = run(&["run", "e.yaml"], d.path());
     assert!(

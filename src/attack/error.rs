@@ -89,6 +89,17 @@ pub enum AttackError {
     },
     #[error("{}: no adversarial.safetensors here; give an attack's output folder (blindspot attack --out)", path.display())]
     NoAdversarials { path: PathBuf },
+    #[error("{}: made for model weights {recorded}, but {model} has weights {got}; give the model the adversarials were made for (or re-run the attack)", file.display())]
+    SourceWeights {
+        file: PathBuf,
+        model: String,
+        recorded: String,
+        got: String,
+    },
+    #[error("{}: cannot re-verify its adversarials: {why}", file.display())]
+    SourceUnknown { file: PathBuf, why: String },
+    #[error("--precision f64 needs a zoo model folder (model.json + weights.safetensors); {} is not one", path.display())]
+    DoubleNeedsZoo { path: PathBuf },
     #[error("Fig 7 needs at least one model")]
     Fig7NoModels,
     #[error("Fig 7 shows {shown} test images but the test set has {len}: use fig7.images between 1 and {len}")]

@@ -39,14 +39,27 @@ pub fn fig7(
     for m in models {
         let targets = Tensor::f_from_slice(&random_targets(&labels, m.num_classes(), seed))?;
         let out = super::attack_batch(*m, &shown, &shown_labels, Some(&targets), settings)?;
-        let ver = super::verify(*m, &shown, &out.adversarial, &shown_labels, Some(&targets))?;
-        let ok: Vec<&(bool, f64, Option<String>)> = ver
+        let ver = super::verify(
+            *m,
+            &shown,
+            &out.adversarial,
+            &shown_labels,
+            Some(&targets),
+            settings.min_margin,
+        )?;
+        let ok: Vec<(&super::Verdict, bool)> = ver
             .iter()
-            .zip(out.success.iter())
-            .filter(|(v, s)| v.0 && **s)
-            .map(|(v, _)| v)
+            .zip(out.success.iter().zip(&out.already_adversarial))
+            .filter(|(v, (s, _))| v.ok && **s)
+            .map(|(v, (_, &already))| (v, already))
             .collect();
-        let stddev = ok.iter().map(|v| v.1).sum::<f64>() / ok.len().max(1) as f64;
+        // The mean distortion of the adversarials that needed a perturbation.
+        let moved: Vec<f64> = ok
+            .iter()
+            .filter(|(_, already)| !already)
+            .map(|(v, _)| v.distortion)
+            .collect();
+        let stddev = moved.iter().sum::<f64>() / moved.len().max(1) as f64;
         let adv = out.adversarial.f_to_device(Device::Cpu)?;
         let pred = crate::models::classifier::predict(*m, &adv, 1024)?; // [k] on the CPU
         let adv_acc = pred

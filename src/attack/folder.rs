@@ -3,7 +3,7 @@
 //! folder's class order need not be the model's), and attacked as a data set; `images.txt` names the file
 //! behind each attacked index. Fig 5 itself is drawn by the report from `adversarial.safetensors`.
 
-use super::{attack_dataset, AttackError, AttackSpec};
+use super::{attack_dataset_of, AttackError, AttackSpec};
 use crate::data::images::{ImageFolder, ImageFolderOptions, OnBadImage};
 use crate::results::attack::AttackSummary;
 use crate::{Error, Result};
@@ -45,5 +45,12 @@ pub fn attack_folder(
     crate::io::write_atomic(&out_dir.join("images.txt"), list.as_bytes())?;
     spec.split = format!("{} (labels: the model's predictions)", dir.display());
     spec.first = None;
-    attack_dataset(model.as_ref(), &batch.images, &labels, &spec, out_dir)
+    attack_dataset_of(
+        model.as_ref(),
+        Some(model_path),
+        &batch.images,
+        &labels,
+        &spec,
+        out_dir,
+    )
 }

@@ -10,6 +10,8 @@
 //! - [`noise`]: the Gaussian-noise baselines of Fig 7 and Tables 2, 4.
 //! - [`fig7`]: Fig 7's numbers and images (adversarials vs noise of the same stddev).
 //! - [`transfer`]: the cross-model tables (Tables 2 and 4).
+//! - [`recheck`]: stored adversarials re-evaluated another way (float64, batch size, threads):
+//!   `blindspot verify`.
 //!
 //! Outputs of a data-set attack (schemas in [`crate::results::attack`]): `adversarial.safetensors`
 //! (`adversarial` [N, ..], `original` [N, ..], `label` [N], `target` [N] (−1 when untargeted),
@@ -22,15 +24,16 @@ pub mod fig7;
 pub mod folder;
 pub mod lbfgs;
 pub mod noise;
+pub mod recheck;
 pub mod runner;
 pub mod transfer;
 pub mod verify;
 
 pub use crate::results::attack::{AttackSummary, ExampleResult};
 pub use error::AttackError;
-pub use lbfgs::{attack_batch, AttackSettings, BatchOutcome, WarmStart};
-pub use runner::{attack_dataset, run_mnist};
-pub use verify::verify;
+pub use lbfgs::{attack_batch, AttackSettings, BatchOutcome, WarmStart, DEFAULT_MIN_MARGIN};
+pub use runner::{attack_dataset, attack_dataset_of, run_mnist};
+pub use verify::{verify, Verdict};
 
 use crate::Result;
 use rand::{Rng, SeedableRng};

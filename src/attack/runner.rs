@@ -3,6 +3,13 @@
 //! `spec.batch` examples is attacked ([`super::attack_batch`]), verified ([`super::verify`]) and saved in
 //! `chunks/`, so an interrupted run resumes from its finished chunks; the final outputs are the files of
 //! [`crate::results::attack`].
+//!
+//! A chunk loaded on resume is verified again on the model (one forward pass): a stored success that is
+//! no longer adversarial (a damaged or edited chunk file, another libtorch) makes the whole chunk be
+//! attacked again, counted in `summary.json`'s `redone_chunks`, so a reported success is always one of
+//! this model. The re-check asks for "still adversarial" (margin > 0), not for margin ≥ κ again: κ is the
+//! allowance that keeps a success adversarial under another evaluation's rounding, and the stored margin
+//! (≥ κ when it was made) is the one reported.
 
 use super::{attack_batch, random_targets, verify, AttackError, AttackSpec};
 use crate::data::MnistData;
@@ -27,7 +34,14 @@ pub fn run_mnist(
     let model = crate::models::torchscript::load_classifier(model_path, device)?;
     let data = MnistData::load(mnist_dir, spec.split_seed)?;
     let set = data.set(&spec.split)?;
-    attack_dataset(model.as_ref(), &set.images, &set.labels, spec, out_dir)
+    attack_dataset_of(
+        model.as_ref(),
+        Some(model_path),
+        &set.images,
+        &set.labels,
+        spec,
+        out_dir,
+    )
 }
 
 /// The examples of a dataset attack, resolved and checked: positions in the set, their labels and
@@ -234,19 +248,26 @@ fn attack_chunk(
         .map(|t| Tensor::f_from_slice(&t[range.clone()]))
         .transpose()?;
     let out = attack_batch(model, &x, &l, t.as_ref(), &spec.settings)?;
-    let ver = verify(model, &x, &out.adversarial, &l, t.as_ref())?;
+    let ver = verify(
+        model,
+        &x,
+        &out.adversarial,
+        &l,
+        t.as_ref(),
+        spec.settings.min_margin,
+    )?;
     let secs = t0.elapsed().as_secs_f64();
     let mut res = Vec::with_capacity(len);
     let mut keep = Vec::with_capacity(len);
-    for (j, (ok, dist, why)) in ver.into_iter().enumerate() {
+    for (j, v) in ver.into_iter().enumerate() {
         let g = start + j;
-        let success = out.success[j] && ok;
+        let success = out.success[j] && v.ok;
         let reason = if success {
             String::new()
         } else {
             out.reason[j]
                 .clone()
-                .or(why)
+                .or(v.reason)
                 .unwrap_or_else(|| "failed".into())
         };
         keep.push(success);
@@ -256,11 +277,13 @@ fn attack_chunk(
             target: plan.targets.as_ref().map_or(-1, |t| t[g]),
             success,
             c: if success { out.c[j] } else { f64::NAN },
-            distortion: if success { dist } else { f64::NAN },
+            distortion: if success { v.distortion } else { f64::NAN },
             iterations: out.iterations[j],
             evaluations: out.evaluations[j],
             seconds: secs / len as f64,
             reason,
+            margin: if success { v.margin } else { f64::NAN },
+            already_adversarial: success && out.already_adversarial[j],
         });
     }
     // Failures carry the original image.
@@ -284,20 +307,57 @@ fn attack_chunk(
     Ok((adv, res))
 }
 
+/// Verifies a chunk loaded on resume again on the model: is every stored success of examples
+/// `start..start + len` still adversarial (inside the box, finite, margin > 0)? Returns the positions in
+/// the chunk that are not.
+fn recheck_chunk(
+    model: &dyn Classifier,
+    images: &Tensor,
+    plan: &Plan,
+    start: usize,
+    (adv, res): (&Tensor, &[ExampleResult]),
+) -> Result<Vec<usize>> {
+    let range = start..start + res.len();
+    let x = images.f_index_select(0, &Tensor::f_from_slice(&plan.idx[range.clone()])?)?;
+    let l = Tensor::f_from_slice(&plan.labels[range.clone()])?;
+    let t = plan
+        .targets
+        .as_ref()
+        .map(|t| Tensor::f_from_slice(&t[range.clone()]))
+        .transpose()?;
+    let ver = verify(model, &x, adv, &l, t.as_ref(), 0.0)?;
+    Ok(res
+        .iter()
+        .zip(&ver)
+        .enumerate()
+        .filter(|(_, (r, v))| r.success && !v.ok)
+        .map(|(j, _)| j)
+        .collect())
+}
+
 /// The run's summary from its rows.
 fn summarise(
     model: &dyn Classifier,
+    (model_path, fingerprint): (Option<&Path>, String),
     spec: &AttackSpec,
     results: &[ExampleResult],
 ) -> AttackSummary {
     let successes = results.iter().filter(|r| r.success).count();
-    let dsum: f64 = results
-        .iter()
-        .filter(|r| r.success)
-        .map(|r| r.distortion)
-        .sum();
+    let already = results.iter().filter(|r| r.already_adversarial).count();
+    let perturbed = || {
+        results
+            .iter()
+            .filter(|r| r.success && !r.already_adversarial)
+    };
+    let dsum: f64 = perturbed().map(|r| r.distortion).sum();
+    let moved = successes - already;
     let evals: usize = results.iter().map(|r| r.evaluations).sum();
     let secs_all: f64 = results.iter().map(|r| r.seconds).sum();
+    let smallest_margin = results
+        .iter()
+        .filter(|r| r.success)
+        .map(|r| r.margin)
+        .fold(f64::NAN, f64::min);
     AttackSummary {
         model: model.name().to_string(),
         split: spec.split.clone(),
@@ -305,25 +365,45 @@ fn summarise(
         examples: results.len(),
         successes,
         success_rate: successes as f64 / results.len() as f64,
-        mean_distortion: if successes > 0 {
-            dsum / successes as f64
+        already_adversarial: already,
+        mean_distortion: if moved > 0 {
+            dsum / moved as f64
         } else {
             f64::NAN
         },
+        min_margin: spec.settings.min_margin,
+        smallest_margin,
         evaluations_per_image: evals as f64 / results.len() as f64,
         images_per_second: results.len() as f64 / secs_all.max(1e-12),
         seconds: secs_all,
         device: format!("{:?}", model.device()),
         batch: spec.batch,
         settings: serde_json::to_value(spec.settings).unwrap_or_default(),
+        model_path: model_path.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
+        model_fingerprint: Some(fingerprint),
+        redone_chunks: 0,
     }
 }
 
 /// Attacks `images` [N, ..] with `labels` [N] (CPU tensors) per `spec` (split name used for the record
 /// only), in resumable chunks of `spec.batch`, writing `adversarial.safetensors`, `attack.csv`,
-/// `summary.json` and `chunks/` into `out_dir`.
+/// `summary.json` and `chunks/` into `out_dir`. The summary records the model's weight fingerprint but
+/// no path (see [`attack_dataset_of`]).
 pub fn attack_dataset(
     model: &dyn Classifier,
+    images: &Tensor,
+    labels: &Tensor,
+    spec: &AttackSpec,
+    out_dir: &Path,
+) -> Result<AttackSummary> {
+    attack_dataset_of(model, None, images, labels, spec, out_dir)
+}
+
+/// [`attack_dataset`] of the model loaded from `model_path`, which `summary.json` records beside the
+/// weights' fingerprint (for `blindspot transfer` and `blindspot verify`).
+pub fn attack_dataset_of(
+    model: &dyn Classifier,
+    model_path: Option<&Path>,
     images: &Tensor,
     labels: &Tensor,
     spec: &AttackSpec,
@@ -338,13 +418,29 @@ pub fn attack_dataset(
     let bar = crate::progress::bar(n as u64, "attack", "images");
     let mut results: Vec<ExampleResult> = Vec::with_capacity(n);
     let mut adv_parts = Vec::new();
+    let mut redone = 0;
     for (ci, start) in (0..n).step_by(batch).enumerate() {
         let len = batch.min(n - start);
         let (st, js) = chunk_files(out_dir, ci as i64);
-        let (adv, res) = if st.exists() && js.exists() {
-            load_chunk(&st, &js, len as i64)?
-        } else {
-            attack_chunk(model, images, spec, &plan, (start, len), (&st, &js))?
+        let mut loaded = None;
+        if st.exists() && js.exists() {
+            let (adv, res) = load_chunk(&st, &js, len as i64)?;
+            let bad = recheck_chunk(model, images, &plan, start, (&adv, &res))?;
+            if bad.is_empty() {
+                loaded = Some((adv, res));
+            } else {
+                log::warn!(
+                    "{}: {} stored success(es) are not adversarial on this model (first: example {}); attacking the chunk again",
+                    js.display(),
+                    bad.len(),
+                    res[bad[0]].index
+                );
+                redone += 1;
+            }
+        }
+        let (adv, res) = match loaded {
+            Some(c) => c,
+            None => attack_chunk(model, images, spec, &plan, (start, len), (&st, &js))?,
         };
         bar.inc(len as u64);
         adv_parts.push(adv);
@@ -353,18 +449,22 @@ pub fn attack_dataset(
     bar.finish_and_clear();
 
     let idx_t = Tensor::f_from_slice(&plan.idx)?;
-    let succ: Vec<u8> = results.iter().map(|r| r.success as u8).collect();
+    let flags =
+        |f: fn(&ExampleResult) -> bool| -> Vec<u8> { results.iter().map(|r| f(r) as u8).collect() };
     let set = AdversarialSet {
         adversarial: Tensor::f_cat(&adv_parts, 0)?,
         original: images.f_index_select(0, &idx_t)?.f_to_kind(Kind::Float)?,
         label: Tensor::f_from_slice(&plan.labels)?,
         target: Tensor::f_from_slice(&plan.targets.clone().unwrap_or_else(|| vec![-1; n]))?,
-        success: Tensor::f_from_slice(&succ)?,
+        success: Tensor::f_from_slice(&flags(|r| r.success))?,
+        already_adversarial: Tensor::f_from_slice(&flags(|r| r.already_adversarial))?,
+        margin: Tensor::f_from_slice(&results.iter().map(|r| r.margin).collect::<Vec<f64>>())?,
     };
     drop(adv_parts);
     set.write(&out_dir.join("adversarial.safetensors"))?;
     files::write_csv(&out_dir.join("attack.csv"), &results)?;
-    let summary = summarise(model, spec, &results);
+    let mut summary = summarise(model, (model_path, model.fingerprint()?), spec, &results);
+    summary.redone_chunks = redone;
     crate::io::write_json(&out_dir.join("summary.json"), &summary)?;
     Ok(summary)
 }

@@ -3,8 +3,9 @@
 //! Rows are sets of examples, columns are models, a cell is the error of the column's model on the row's
 //! examples (share of examples whose predicted class differs from the true label):
 //! - `adversarial` rows: the verified adversarials of an attack (its `adversarial.safetensors`; failed
-//!   examples, which carry the original image, are left out). Table 2 uses training-set adversarials of
-//!   the Table 1 models, Table 4 test-set adversarials of M1, M1′, M2.
+//!   examples, which carry the original image, and examples that were adversarial before any
+//!   perturbation are left out). Table 2 uses training-set adversarials of the Table 1 models, Table 4
+//!   test-set adversarials of M1, M1′, M2.
 //! - `gaussian` rows: the attacked originals of the first row plus i.i.d. N(0, σ²) noise, clipped to the
 //!   input box unless `clip_noise` is off (Table 2: σ = 0.1, 0.3; Table 4: 0.06, 0.1; the paper lists σ as
 //!   their distortion, which only unclipped noise has).
@@ -13,10 +14,18 @@
 //!
 //! The distortion column is measured on the images actually evaluated (after clipping), averaged over the
 //! row's examples.
+//!
+//! **Every row is re-verified on its source model** before it is used: the file's `success` flags are not
+//! trusted. The source model is the one given ([`transfer_checked`]), else the column whose weight
+//! fingerprint equals the one the attack recorded in its `summary.json`, else the model at the recorded
+//! path; a model whose fingerprint differs from the recorded one is refused, and a file without a record
+//! (earlier versions) needs the model given. Examples that are no longer adversarial on it (classified
+//! as the target, untargeted: not as the label, in a fresh forward pass) are left out of every row of
+//! that source and counted in the row's `unverified`.
 
 use super::AttackError;
 use crate::models::Classifier;
-use crate::results::attack::{distortions, read_adversarials};
+use crate::results::attack::{distortions, read_adversarials, summary_beside, Adversarials};
 pub use crate::results::transfer::{Row, RowKind, TransferTable};
 use crate::Result;
 use serde::{Deserialize, Serialize};
@@ -90,10 +99,129 @@ impl TransferSpec {
     }
 }
 
+/// The first 12 hex digits of a fingerprint, for messages.
+fn short(fp: &str) -> String {
+    fp.chars().take(12).collect()
+}
+
+/// The model `src`'s adversarials were made for: `given`, else the column with the recorded weight
+/// fingerprint, else the model at the recorded path (loaded on the columns' device, kept in `loaded`);
+/// its fingerprint must equal the recorded one.
+fn source_model<'a>(
+    src: &Source,
+    given: Option<&'a dyn Classifier>,
+    models: &[(String, &'a dyn Classifier)],
+    col_fps: &[String],
+    loaded: &'a mut Option<Box<dyn Classifier>>,
+) -> Result<&'a dyn Classifier> {
+    let record = summary_beside(&src.file);
+    let recorded = record.as_ref().and_then(|s| s.model_fingerprint.clone());
+    if let Some(m) = given {
+        super::recheck::check_weights(&src.file, m, recorded.as_deref())?;
+        return Ok(m);
+    }
+    let unknown = |why: String| AttackError::SourceUnknown {
+        file: src.file.clone(),
+        why,
+    };
+    let Some(fp) = recorded else {
+        return Err(unknown(
+            "no record of the model it was made for (summary.json without `model_fingerprint`: made by an earlier version?); give that model (`--source-models`) or re-run the attack".into(),
+        )
+        .into());
+    };
+    if let Some(k) = col_fps.iter().position(|c| *c == fp) {
+        return Ok(models[k].1);
+    }
+    let Some(path) = record.and_then(|s| s.model_path) else {
+        return Err(unknown(format!(
+            "no column has the weights it was made for ({}) and no model path is recorded; give that model (`--source-models`)",
+            short(&fp)
+        ))
+        .into());
+    };
+    let m = crate::models::torchscript::load_classifier(&path, models[0].1.device()).map_err(
+        |e| {
+            unknown(format!(
+                "the recorded model {} does not load ({e}); give the model it was made for (`--source-models`)",
+                path.display()
+            ))
+        },
+    )?;
+    let m: &'a dyn Classifier = &**loaded.insert(m);
+    if fp != m.fingerprint()? {
+        return Err(AttackError::SourceWeights {
+            file: src.file.clone(),
+            model: format!("the recorded model {}", path.display()),
+            recorded: short(&fp),
+            got: short(&m.fingerprint()?),
+        }
+        .into());
+    }
+    Ok(m)
+}
+
+/// The examples of `ex` still adversarial on `model` (fresh forward passes of `batch`), and how many
+/// were not.
+fn reverified(model: &dyn Classifier, ex: Adversarials, batch: i64) -> Result<(Adversarials, i64)> {
+    let n = ex.labels.size()[0];
+    let targeted = ex.targets.numel() > 0 && ex.targets.f_min()?.f_int64_value(&[])? >= 0;
+    let mut ok = Vec::with_capacity(n as usize);
+    for start in (0..n).step_by(batch.max(1) as usize) {
+        let len = batch.min(n - start);
+        let part = |t: &Tensor| t.f_narrow(0, start, len);
+        let tg = if targeted {
+            Some(part(&ex.targets)?)
+        } else {
+            None
+        };
+        let v = super::verify(
+            model,
+            &part(&ex.original)?,
+            &part(&ex.adversarial)?,
+            &part(&ex.labels)?,
+            tg.as_ref(),
+            0.0,
+        )?;
+        ok.extend(v.iter().map(|v| v.ok));
+    }
+    let dropped = ok.iter().filter(|k| !**k).count() as i64;
+    if dropped == 0 {
+        return Ok((ex, 0));
+    }
+    let keep = Tensor::f_from_slice(&ok)?.f_nonzero()?.f_view([-1])?;
+    let pick = |t: &Tensor| t.f_index_select(0, &keep);
+    Ok((
+        Adversarials {
+            original: pick(&ex.original)?,
+            adversarial: pick(&ex.adversarial)?,
+            labels: pick(&ex.labels)?,
+            targets: pick(&ex.targets)?,
+            positions: pick(&ex.positions)?,
+        },
+        dropped,
+    ))
+}
+
 /// Computes the table: `sources` give the adversarial (and amplified) rows, the first source's originals
-/// the Gaussian rows; `models` are the columns. Deterministic for a given `seed`.
+/// the Gaussian rows; `models` are the columns. Each source's adversarials are re-verified on the model
+/// they were made for, found from the attack's record ([`transfer_checked`] with no model given).
+/// Deterministic for a given `seed`.
 pub fn transfer(
     sources: &[Source],
+    models: &[(String, &dyn Classifier)],
+    spec: &TransferSpec,
+    seed: u64,
+) -> Result<TransferTable> {
+    transfer_checked(sources, &[], models, spec, seed)
+}
+
+/// [`transfer`] with the model each source was made for given where known: `source_models[i]` for
+/// `sources[i]` (missing or None: the column with the recorded weights, else the recorded path). A
+/// model whose weights differ from the recorded ones is refused.
+pub fn transfer_checked(
+    sources: &[Source],
+    source_models: &[Option<&dyn Classifier>],
     models: &[(String, &dyn Classifier)],
     spec: &TransferSpec,
     seed: u64,
@@ -113,11 +241,21 @@ pub fn transfer(
         .into());
     }
     let cols: Vec<&dyn Classifier> = models.iter().map(|(_, m)| *m).collect();
+    let col_fps = cols
+        .iter()
+        .map(|m| m.fingerprint())
+        .collect::<Result<Vec<_>>>()?;
     let mut rows = Vec::new();
     let bar = crate::progress::bar(sources.len() as u64, "transfer", "sources");
     for (si, src) in sources.iter().enumerate() {
         let ex = read_adversarials(&src.file)?;
-        for (name, m) in models {
+        let given = source_models.get(si).copied().flatten();
+        let mut loaded = None;
+        let own = source_model(src, given, models, &col_fps, &mut loaded)?;
+        for (name, m) in models
+            .iter()
+            .chain([(format!("{} (source)", own.name()), own)].iter())
+        {
             crate::models::classifier::check_input(*m, &ex.adversarial.narrow(0, 0, 1)).map_err(
                 |e| AttackError::TransferShape {
                     file: src.file.clone(),
@@ -125,6 +263,14 @@ pub fn transfer(
                     why: e.to_string(),
                 },
             )?;
+        }
+        let (ex, unverified) = reverified(own, ex, spec.batch)?;
+        if unverified > 0 {
+            log::warn!(
+                "{}: {unverified} stored success(es) are not adversarial on their source model `{}`; left out",
+                src.file.display(),
+                own.name()
+            );
         }
         let n = ex.labels.size()[0];
         // A row of images `x` [M, ..] whose per-example distortions are `d` [M].
@@ -134,6 +280,7 @@ pub fn transfer(
                 source: src.name.clone(),
                 param,
                 examples: n,
+                unverified,
                 distortion: mean(d)?,
                 errors: errors(&cols, x, &ex.labels, spec.batch)?,
             })

@@ -66,6 +66,10 @@ pub struct AttackArgs {
     /// A solve stops when the objective's relative reduction is below factr·ε (scipy's factr; 0 = off).
     #[arg(long, default_value_t = AttackSettings::default().factr)]
     pub factr: f64,
+    /// κ: a success needs target logit − highest other logit ≥ κ (untargeted: highest other − the label's
+    /// logit ≥ κ), so it stays adversarial under another evaluation's rounding (docs/attack.md).
+    #[arg(long, default_value_t = AttackSettings::default().min_margin)]
+    pub min_margin: f64,
 }
 
 /// Reads one integer per line (blank lines and `#` comments skipped).
@@ -106,6 +110,7 @@ impl AttackArgs {
                 max_iter: self.max_iter,
                 pgtol: self.pgtol,
                 factr: self.factr,
+                min_margin: self.min_margin,
                 ..AttackSettings::default()
             },
             ..AttackSpec::default()
@@ -143,11 +148,12 @@ pub fn run(args: &AttackArgs) -> Result<()> {
         }
     };
     println!(
-        "{} on {} ({} examples): success {:.2}%, mean distortion {:.4}, {:.0} evaluations/image, {:.1} images/s -> {}",
+        "{} on {} ({} examples): success {:.2}% ({} already adversarial), mean distortion {:.4}, {:.0} evaluations/image, {:.1} images/s -> {}",
         s.model,
         s.split,
         s.examples,
         100.0 * s.success_rate,
+        s.already_adversarial,
         s.mean_distortion,
         s.evaluations_per_image,
         s.images_per_second,

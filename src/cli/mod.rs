@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 mod spectral;
 mod units;
+mod verify;
 
 #[derive(Parser)]
 #[command(
@@ -99,6 +100,9 @@ enum Cmd {
     /// Cross-model generalisation (paper §4.2, Tables 2 and 4): the error of several models on the
     /// adversarials made for each of them (attack output folders), plus Gaussian-noise and amplified rows.
     Transfer(transfer::TransferArgs),
+    /// Re-evaluate an attack's stored adversarials on their model another way (float64, another batch size,
+    /// threads or device): how many stay adversarial, and their margins.
+    Verify(verify::VerifyArgs),
     /// Benchmarks (results go to docs/benchmarks.md by hand, with machine and date).
     Bench {
         #[command(subcommand)]
@@ -205,6 +209,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         }
         Cmd::Units(a) => units::run(&a)?,
         Cmd::Transfer(a) => transfer::run(&a)?,
+        Cmd::Verify(a) => verify::run(&a)?,
         Cmd::Attack(a) => attack::run(&a)?,
         Cmd::Spectral(a) => spectral::run(&a)?,
         Cmd::Bench { which } => match which {

@@ -1,7 +1,7 @@
 //! `blindspot transfer`: cross-model generalisation (§4.2, Tables 2 and 4).
 
 use anyhow::Result;
-use blindspot::attack::transfer::{source_of, transfer, TransferSpec};
+use blindspot::attack::transfer::{source_of, transfer_checked, RowKind, TransferSpec};
 use blindspot::models::Classifier;
 use std::path::PathBuf;
 
@@ -15,6 +15,11 @@ pub struct TransferArgs {
     /// Models (zoo folders or TorchScript files), one column each.
     #[arg(long, num_args = 1.., required = true)]
     pub models: Vec<PathBuf>,
+    /// The model each --adversarials row was made for, in the same order (default: the column with the
+    /// weights recorded in the row's summary.json, else the model path recorded there). Every row is
+    /// re-verified on it; a model with other weights than the recorded ones is refused.
+    #[arg(long, num_args = 1..)]
+    pub source_models: Vec<PathBuf>,
     /// Gaussian-noise rows: stddevs (noise on the first row's originals, clipped to the box).
     #[arg(long, num_args = 0..)]
     pub noise: Vec<f64>,
@@ -61,7 +66,30 @@ pub fn run(a: &TransferArgs) -> Result<()> {
         .iter()
         .map(|m| (m.name().to_string(), m.as_ref()))
         .collect();
-    let t = transfer(&sources, &cols, &spec, a.seed)?;
+    if !a.source_models.is_empty() && a.source_models.len() != sources.len() {
+        anyhow::bail!(
+            "--source-models gives {} models for {} --adversarials rows: give one per row, in order",
+            a.source_models.len(),
+            sources.len()
+        );
+    }
+    let own = a
+        .source_models
+        .iter()
+        .map(|p| blindspot::models::torchscript::load_classifier(p, device))
+        .collect::<blindspot::Result<Vec<_>>>()?;
+    let own: Vec<Option<&dyn Classifier>> = own.iter().map(|m| Some(m.as_ref())).collect();
+    let t = transfer_checked(&sources, &own, &cols, &spec, a.seed)?;
+    for r in t
+        .rows
+        .iter()
+        .filter(|r| r.unverified > 0 && r.kind == RowKind::Adversarial)
+    {
+        println!(
+            "{}: {} stored successes are not adversarial on their source model; left out",
+            r.source, r.unverified
+        );
+    }
     std::fs::create_dir_all(&a.out)?;
     blindspot::results::transfer::write(&t, &a.out)?;
     let md = blindspot::report::transfer::write(&a.out)?;

@@ -42,6 +42,9 @@ impl Stage for AttackStageRun<'_> {
             "model": ctx.model_input(&self.stage.model)?, "data": ctx.data_input()
         }))
     }
+    fn margin(&self) -> Option<f64> {
+        Some(self.stage.spec.settings.min_margin)
+    }
     fn chunks(&self, ctx: &Ctx) -> Result<Option<usize>> {
         let spec = self.spec(ctx);
         let total = ctx.data.set(&spec.split)?.len();

@@ -35,8 +35,11 @@ impl Stage for Fig7Run<'_> {
             .collect::<Result<Vec<_>>>()?;
         Ok(serde_json::json!({
             "common": ctx.common(ctx.exp.seed), "stage": self.stage, "models": models,
-            "data": ctx.data_input()
+            "data": ctx.data_input(), "attack": crate::attack::AttackSettings::default()
         }))
+    }
+    fn margin(&self) -> Option<f64> {
+        Some(crate::attack::AttackSettings::default().min_margin)
     }
     fn run(&self, ctx: &Ctx, dir: &Path) -> Result<()> {
         let models = self

@@ -25,6 +25,10 @@ pub struct Row {
     /// σ of `gaussian` rows, the target distortion of `amplified` rows.
     pub param: Option<f64>,
     pub examples: i64,
+    /// The source's stored successes that were not adversarial on their source model when re-verified,
+    /// left out of the row (0 in tables of earlier versions).
+    #[serde(default)]
+    pub unverified: i64,
     /// Mean distortion sqrt(Σ(x̃ − x)²/n) of the evaluated images x̃.
     pub distortion: f64,
     /// Error of each column model (same order as [`TransferTable::models`]).
