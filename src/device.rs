@@ -1,5 +1,5 @@
 //! Device selection (`cpu`, `cuda`, `cuda:N`, checked before any work starts), seeding, and libtorch's
-//! deterministic mode (`BLINDSPOT_DETERMINISTIC=1`; docs/cuda.md).
+//! deterministic mode (`BLINDSPOT_DETERMINISTIC=1`; README "CUDA").
 
 use crate::{Error, Result};
 use tch::Device;
@@ -155,7 +155,7 @@ mod at_context {
 /// never stopped for it); uninitialised memory is filled (NaN for floats) so it cannot leak into results.
 /// On CUDA, cuBLAS also needs `CUBLAS_WORKSPACE_CONFIG=:4096:8` in the environment before its first use:
 /// set it when starting the process (scripts do); if it is missing here and CUDA is available, it is set,
-/// which only helps when no cuBLAS call has happened yet. What it costs: docs/cuda.md.
+/// which only helps when no cuBLAS call has happened yet. What it costs: README "CUDA".
 ///
 /// An error on platforms where libtorch's context cannot be reached (Windows: not supported).
 pub fn set_deterministic(on: bool) -> Result<Determinism> {
