@@ -15,6 +15,14 @@ fn main() {
     let mut libtorch = "unknown".to_string();
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+        // Keep libtorch.so (and through it libtorch_cuda.so) as a dependency although no symbol of it
+        // is used directly: without it the linker's --as-needed drops libtorch_cuda, libtorch never
+        // registers its CUDA backend and `tch::Cuda::device_count()` is 0 on a GPU machine (tch-rs
+        // issue 980; tch-rs's own build.rs passes the same flags). A CPU-only libtorch has a libtorch.so too.
+        if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+            println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+            println!("cargo:rustc-link-arg=-ltorch");
+        }
         // torch/lib/../version.py holds `__version__ = '2.11.0+cu130'` in a PyTorch wheel.
         let version = std::path::Path::new(&lib).join("../version.py");
         if let Ok(text) = std::fs::read_to_string(&version) {

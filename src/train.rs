@@ -41,6 +41,12 @@ pub enum TrainError {
     AutoencoderPretrain { model: String },
 }
 
+/// Initial parameters [P] of `arch` on `device`, drawn by the CPU generator (the same weights from a
+/// seed on every device: CUDA's generator draws other numbers) and copied once.
+fn init_on(arch: &Architecture, device: Device) -> Tensor {
+    init_params(arch, Device::Cpu).to_device(device)
+}
+
 /// Per-element weight-decay coefficients [P]: λ_l/k_l on the weights of layer l, 0 on biases.
 pub fn decay_vector(arch: &Architecture, lambdas: &[f64], device: Device) -> Tensor {
     let units = arch.layer_units();
@@ -128,6 +134,26 @@ pub struct TrainOutcome {
     pub log: Vec<LogRow>,
 }
 
+/// `a[0]` and `b[0]` read in one device → host copy.
+fn host_pair(a: &Tensor, b: &Tensor) -> (f64, f64) {
+    let both = Tensor::cat(
+        &[
+            a.detach()
+                .reshape([-1])
+                .narrow(0, 0, 1)
+                .to_kind(Kind::Double),
+            b.detach()
+                .reshape([-1])
+                .narrow(0, 0, 1)
+                .to_kind(Kind::Double),
+        ],
+        0,
+    )
+    .to_device(Device::Cpu);
+    let v = Vec::<f64>::try_from(&both).unwrap_or_else(|_| vec![f64::NAN; 2]);
+    (v[0], v[1])
+}
+
 struct LbfgsObserver {
     bar: indicatif::ProgressBar,
     start: Instant,
@@ -136,8 +162,8 @@ struct LbfgsObserver {
 
 impl Observer for LbfgsObserver {
     fn observe(&mut self, info: &IterInfo) -> bool {
-        let loss = info.f.double_value(&[0]);
-        let pg = info.pg_norm.double_value(&[0]);
+        // One packed device → host copy per iteration for both numbers.
+        let (loss, pg) = host_pair(info.f, info.pg_norm);
         self.log.push(LogRow {
             step: info.iter,
             loss,
@@ -221,6 +247,11 @@ impl AdamMoments {
 
 /// Minibatch Adam (β = 0.9, 0.999, ε = 1e-8) with cosine decay of the learning rate to zero, over a
 /// seeded shuffle each epoch; `loss_fn(theta, batch_indices)` gives the minibatch loss.
+///
+/// On a GPU nothing waits for the device inside an epoch: the shuffle is drawn on the CPU (the same
+/// permutation on every device) and copied once per epoch, the minibatch losses stay on the device and
+/// are read back together at the end of the epoch (one copy), where a non-finite loss is reported with
+/// the step it first appeared at.
 pub fn adam(
     theta0: &Tensor,
     lr: f64,
@@ -244,8 +275,9 @@ pub fn adam(
     let mut step = 0usize;
     let mut last = f64::NAN;
     for epoch in 0..epochs {
-        let perm = Tensor::randperm(n, (Kind::Int64, device)); // [N]
-        let mut epoch_loss = 0.0;
+        // Drawn by the CPU generator whatever the device, so a seed shuffles alike everywhere.
+        let perm = Tensor::randperm(n, (Kind::Int64, Device::Cpu)).to_device(device); // [N]
+        let mut losses = Vec::with_capacity(steps_per_epoch as usize); // [] each, on the device
         for s in 0..steps_per_epoch {
             let idx = perm.narrow(0, s * batch_size, batch_size.min(n - s * batch_size));
             let t = theta.detach().set_requires_grad(true);
@@ -257,21 +289,24 @@ pub fn adam(
             let lr_t =
                 0.5 * lr * (1.0 + (std::f64::consts::PI * (step - 1) as f64 / total as f64).cos());
             theta = moments.step(&theta, &g, step, lr_t);
-            let l = loss.double_value(&[]);
-            if !l.is_finite() {
-                let label = label.to_string();
-                return Err(TrainError::AdamDiverged {
-                    label,
-                    loss: l,
-                    epoch,
-                    step: s,
-                }
-                .into());
-            }
-            epoch_loss += l;
+            losses.push(loss.detach());
             bar.inc(1);
         }
-        last = epoch_loss / steps_per_epoch as f64;
+        let l = Vec::<f64>::try_from(
+            &Tensor::stack(&losses, 0)
+                .to_kind(Kind::Double)
+                .to_device(Device::Cpu),
+        )?; // [steps_per_epoch]: the epoch's one copy
+        if let Some(s) = l.iter().position(|v| !v.is_finite()) {
+            return Err(TrainError::AdamDiverged {
+                label: label.to_string(),
+                loss: l[s],
+                epoch,
+                step: s as i64,
+            }
+            .into());
+        }
+        last = l.iter().sum::<f64>() / steps_per_epoch as f64;
         bar.set_message(format!("ep{} {last:.4}", epoch + 1));
         log.push(LogRow {
             step,
@@ -391,7 +426,7 @@ pub fn train_model(
             let device = x.device();
             let layout = arch.param_layout();
             let decay = decay_vector(&arch, &spec.weight_decay, device);
-            let theta0 = init_params(&arch, device);
+            let theta0 = init_on(&arch, device);
             let problem = Problem {
                 arch: &arch,
                 layout: &layout,
@@ -453,12 +488,8 @@ fn train_autoencoder_classifier(
         y,
         decay: &top_decay,
     };
-    let (top_theta, top_out) = optimise(
-        problem,
-        &init_params(&top, device),
-        &spec.optimizer,
-        &spec.name,
-    )?;
+    let (top_theta, top_out) =
+        optimise(problem, &init_on(&top, device), &spec.optimizer, &spec.name)?;
     let theta = Tensor::cat(&[enc_theta, top_theta], 0);
     let model = ZooModel::new(&spec.name, arch, theta, serde_json::json!({}))?;
     Ok((model, vec![ae_out, top_out]))
@@ -476,7 +507,7 @@ fn pretrain_autoencoder(
     let ae_layout = ae.param_layout();
     let wd = stage.weight_decay;
     let ae_decay = decay_vector(&ae, &[wd, wd], device);
-    let theta0 = init_params(&ae, device);
+    let theta0 = init_on(&ae, device);
     let label = format!("{} AE", spec.name);
     let (ae_theta, ae_out) = match stage.pretrain {
         OptimizerSpec::Adam {

@@ -7,7 +7,8 @@ use crate::models::Classifier;
 use crate::units::{layer_shape, make_directions, scan, UnitsError, UnitsSpec};
 use crate::Result;
 use serde::Serialize;
-use tch::Kind;
+use std::path::Path;
+use tch::{Device, Kind};
 
 /// Timing of one streaming pass.
 #[derive(Debug, Clone, Serialize)]
@@ -70,4 +71,12 @@ pub fn bench(model: &dyn Classifier, data: &dyn Dataset, spec: &UnitsSpec) -> Re
         images_per_s: s.n_images as f64 / seconds,
         forward_only_seconds: fwd * (s.n_images as f64 / done.max(1) as f64),
     })
+}
+
+/// [`bench`] on a model file or folder (zoo or TorchScript) loaded on `device` and the data set
+/// `spec.data` (`mnist-test`, `mnist-train` or an image folder): `blindspot bench units`.
+pub fn bench_path(model: &Path, spec: &UnitsSpec, device: Device) -> Result<BenchResult> {
+    let m = crate::models::torchscript::load_classifier(model, device)?;
+    let data = crate::data::sources::open(&spec.data, &m.input_shape(), &spec.folder)?;
+    bench(m.as_ref(), data.as_ref(), spec)
 }

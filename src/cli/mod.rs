@@ -125,6 +125,31 @@ enum BenchCmd {
         #[arg(long)]
         python: Option<PathBuf>,
     },
+    /// One timed streaming units pass (§3) of a layer against the forward passes alone; prints JSON
+    /// (its peer: scripts/bench_units_torch.py; scripts/gpu_validate.sh runs both).
+    Units {
+        /// A zoo model folder or a TorchScript file (.pt).
+        #[arg(long)]
+        model: PathBuf,
+        /// mnist-test, mnist-train, or an image folder.
+        #[arg(long)]
+        data: String,
+        #[arg(long)]
+        layer: String,
+        /// Units drawn at random from the layer.
+        #[arg(long, default_value_t = 100)]
+        units: usize,
+        /// Random directions.
+        #[arg(long, default_value_t = 100)]
+        random: usize,
+        #[arg(long, default_value_t = 9)]
+        top: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// cpu, cuda, cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
 }
 
 /// Parses the command line, runs it and returns the process exit code (clap exits by itself with 2 on a
@@ -220,6 +245,28 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             } => {
                 let python = python.unwrap_or_else(|| PathBuf::from(".venv/bin/python"));
                 blindspot_bench_fwd_bwd(reps, rounds, &python).context("bench fwd-bwd")?;
+            }
+            BenchCmd::Units {
+                model,
+                data,
+                layer,
+                units,
+                random,
+                top,
+                batch,
+                device,
+            } => {
+                let dev = blindspot::device::parse_device(&device)?;
+                let spec = blindspot::units::UnitsSpec {
+                    data,
+                    units: blindspot::units::Count::N(units),
+                    random,
+                    top,
+                    batch,
+                    ..blindspot::units::UnitsSpec::new(layer)
+                };
+                let r = blindspot::bench::units::bench_path(&model, &spec, dev)?;
+                println!("{}", serde_json::to_string(&r)?);
             }
         },
     }

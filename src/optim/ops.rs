@@ -39,6 +39,23 @@ pub(crate) fn to_vec(t: &Tensor) -> Result<Vec<f64>> {
     )?)
 }
 
+/// Several per-row tensors' values on the host in ONE device → host copy (each flattened, packed as f64,
+/// copied, split): on a GPU every copy is a blocking round trip, so the engine packs what it reads together.
+pub(crate) fn to_vecs<const K: usize>(ts: [&Tensor; K]) -> Result<[Vec<f64>; K]> {
+    let parts = ts
+        .iter()
+        .map(|t| t.f_detach()?.f_reshape([-1])?.f_to_kind(Kind::Double))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let lens: Vec<usize> = parts.iter().map(|t| t.size()[0] as usize).collect();
+    let all = to_vec(&Tensor::f_cat(&parts, 0)?)?;
+    let mut at = 0;
+    Ok(std::array::from_fn(|k| {
+        let v = all[at..at + lens[k]].to_vec();
+        at += lens[k];
+        v
+    }))
+}
+
 /// Row indices as an i64 tensor on `device`.
 pub(crate) fn idx_tensor(v: &[i64], device: Device) -> Result<Tensor> {
     Ok(Tensor::f_from_slice(v)?.f_to_device(device)?)
@@ -68,6 +85,8 @@ mod tests {
         let a = Tensor::from_slice(&[1.0f64, 2.0, 3.0, 4.0]).view([2, 2]);
         let b = Tensor::from_slice(&[1.0f64, 1.0, 0.5, -1.0]).view([2, 2]);
         assert_eq!(to_vec(&bdot(&a, &b).unwrap()).unwrap(), [3.0, -2.5]);
+        let [x, y] = to_vecs([&a, &b.narrow(0, 0, 1).to_kind(Kind::Float)]).unwrap();
+        assert_eq!((x, y), (vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 1.0]));
         let c = column(&[2.0, 3.0], Kind::Float, Device::Cpu).unwrap();
         assert_eq!((c.size(), c.kind()), (vec![2, 1], Kind::Float));
         let m = mask_column(&[true, false], Device::Cpu).unwrap();

@@ -121,10 +121,12 @@ struct RunningTop {
     /// T + 1.
     keep: i64,
     best_s: Option<Tensor>, // [K, M], M ≤ T + 1, each row sorted descending
-    best_i: Option<Tensor>, // [K, M] i64 data indices
-    sum: Tensor,            // [K] f64
-    sumsq: Tensor,          // [K] f64
-    positive: Tensor,       // [K] i64
+    best_i: Option<Tensor>, // [K, M] i64 positions in `scored` (made on the device, no copy per batch)
+    /// The data index of every example scored, in scoring order (host).
+    scored: Vec<usize>,
+    sum: Tensor,      // [K] f64
+    sumsq: Tensor,    // [K] f64
+    positive: Tensor, // [K] i64
     n_images: usize,
 }
 
@@ -146,6 +148,7 @@ impl RunningTop {
             keep: top as i64 + 1,
             best_s: None,
             best_i: None,
+            scored: Vec::new(),
             sum: Tensor::zeros([k], (Kind::Double, dev)),
             sumsq: Tensor::zeros([k], (Kind::Double, dev)),
             positive: Tensor::zeros([k], (Kind::Int64, dev)),
@@ -188,11 +191,12 @@ impl RunningTop {
         self.positive += s
             .gt(0.0)
             .sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
-        let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-        let bi = Tensor::from_slice(&idx)
-            .to_device(self.dev)
+        // Positions of this batch's examples in `scored`, made on the device: no host → device copy.
+        let first = self.scored.len() as i64;
+        let bi = Tensor::arange_start(first, first + bn, (Kind::Int64, self.dev))
             .unsqueeze(0)
             .expand([k, bn], false); // [K, b]
+        self.scored.extend_from_slice(indices);
         let (cs, ci) = match (&self.best_s, &self.best_i) {
             (Some(ps), Some(pi)) => (Tensor::f_cat(&[ps, &s], 1)?, Tensor::f_cat(&[pi, &bi], 1)?),
             _ => (s, bi.contiguous()),
@@ -220,7 +224,7 @@ impl RunningTop {
         let lists = (0..self.k as usize)
             .map(|j| {
                 let col: Vec<(f32, usize)> = (0..m)
-                    .map(|r| (bs[j * m + r], bi[j * m + r] as usize))
+                    .map(|r| (bs[j * m + r], self.scored[bi[j * m + r] as usize]))
                     .collect();
                 let mean = sum[j] / n;
                 let var = (sumsq[j] / n - mean * mean).max(0.0);

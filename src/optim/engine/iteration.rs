@@ -8,7 +8,7 @@
 use super::Engine;
 use crate::optim::lbfgsb::Termination;
 use crate::optim::line_search::StrongWolfe;
-use crate::optim::ops::{bdot, column, idx_tensor, is_descent, mask_column, to_vec};
+use crate::optim::ops::{bdot, column, idx_tensor, is_descent, mask_column, to_vecs};
 use crate::Result;
 use tch::Tensor;
 
@@ -37,32 +37,47 @@ impl Engine<'_> {
     /// One iteration of every running problem.
     pub(super) fn next_iter(&mut self) -> Result<()> {
         let free = self.st.free.as_ref().map(|f| f.shallow_clone()); // [b, n] or None
-        let (d, gtd) = self.search_direction(free.as_ref())?; // [b, n], [b]
-        let mut search = self.start_line_searches(&d, &gtd)?;
+        let (d, [gtd, d_l2, d_inf]) = self.search_direction(free.as_ref())?; // [b, n], 3 × [b]
+        let mut search = self.start_line_searches(&gtd, &d_l2, &d_inf);
         let mut searching: Vec<usize> = (0..self.b()).filter(|&s| search.ls[s].is_some()).collect();
         while !searching.is_empty() {
             searching = self.line_search_round(&d, &searching, &mut search)?;
         }
         let (steps, x_new, g_new) = self.take_steps(&d, search)?; // x⁺, g⁺ [b, n]
-        self.update_memory(&x_new, &g_new, &steps.stepped)?;
+        let pg = self.update_memory(&x_new, &g_new, &steps.stepped)?;
         self.st.x = x_new;
         self.st.g = g_new;
-        self.stopping_tests(&steps)
+        self.stopping_tests(&steps, &pg)
     }
 
-    /// d = -H_F (F ⊙ g) [b, n] and gᵀd [b]; problems where d is not a descent direction (rounding,
-    /// NaN) drop their memory and take d = -F ⊙ g.
-    fn search_direction(&mut self, free: Option<&Tensor>) -> Result<(Tensor, Vec<f64>)> {
+    /// d = -H_F (F ⊙ g) [b, n] with gᵀd, ‖d‖₂ and ‖d‖_∞ [b] (one packed host copy); problems where d
+    /// is not a descent direction (rounding, NaN) drop their memory and take d = -F ⊙ g. On a GPU the
+    /// two-loop recursion runs over all problems at once (the chunks are CPU cache blocking).
+    fn search_direction(&mut self, free: Option<&Tensor>) -> Result<(Tensor, [Vec<f64>; 3])> {
         let b = self.b();
-        let d = self.mem.direction(&self.st.g, free, self.set.chunk)?; // [b, n]
-        let gtd = to_vec(&bdot(&self.st.g, &d)?)?;
+        let chunk = if self.device.is_cuda() {
+            0
+        } else {
+            self.set.chunk
+        };
+        let d = self.mem.direction(&self.st.g, free, chunk)?; // [b, n]
+        let stats = self.direction_stats(&d)?;
         let bad: Vec<bool> = (0..b)
-            .map(|s| self.st.running[s] && !is_descent(gtd[s]))
+            .map(|s| self.st.running[s] && !is_descent(stats[0][s]))
             .collect();
         if bad.iter().any(|x| *x) {
             return self.steepest_descent_where(&bad, d, free);
         }
-        Ok((d, gtd))
+        Ok((d, stats))
+    }
+
+    /// gᵀd, ‖d‖₂ and ‖d‖_∞ per row, read in one device → host copy.
+    fn direction_stats(&self, d: &Tensor) -> Result<[Vec<f64>; 3]> {
+        to_vecs([
+            &bdot(&self.st.g, d)?,
+            &d.f_norm_scalaropt_dim(2.0, [-1i64].as_slice(), false)?,
+            &d.f_norm_scalaropt_dim(f64::INFINITY, [-1i64].as_slice(), false)?,
+        ])
     }
 
     /// Replace d by steepest descent on the free set in the rows `bad`; rows where that is no descent
@@ -72,7 +87,7 @@ impl Engine<'_> {
         bad: &[bool],
         d: Tensor,             // [b, n]
         free: Option<&Tensor>, // [b, n]
-    ) -> Result<(Tensor, Vec<f64>)> {
+    ) -> Result<(Tensor, [Vec<f64>; 3])> {
         for s in 0..self.b() {
             if bad[s] {
                 self.mem.forget(s);
@@ -84,7 +99,8 @@ impl Engine<'_> {
         }; // [b, n]
         let mask = mask_column(bad, self.device)?; // [b, 1]
         let d = sd.f_where_self(&mask, &d)?;
-        let gtd = to_vec(&bdot(&self.st.g, &d)?)?;
+        let stats = self.direction_stats(&d)?;
+        let gtd = &stats[0];
         for s in 0..self.b() {
             if bad[s] && !is_descent(gtd[s]) {
                 let why = if gtd[s].is_nan() {
@@ -95,13 +111,11 @@ impl Engine<'_> {
                 self.end(s, why);
             }
         }
-        Ok((d, gtd))
+        Ok((d, stats))
     }
 
     /// A strong-Wolfe search per running problem; first step `min(1, 1/|d|₂)` without memory, else 1.
-    fn start_line_searches(&self, d: &Tensor, gtd: &[f64]) -> Result<Searches> {
-        let d_l2 = to_vec(&d.f_norm_scalaropt_dim(2.0, [-1i64].as_slice(), false)?)?;
-        let d_inf = to_vec(&d.f_norm_scalaropt_dim(f64::INFINITY, [-1i64].as_slice(), false)?)?;
+    fn start_line_searches(&self, gtd: &[f64], d_l2: &[f64], d_inf: &[f64]) -> Searches {
         let ls = (0..self.b())
             .map(|s| {
                 if !self.st.running[s] {
@@ -121,11 +135,11 @@ impl Engine<'_> {
                 ))
             })
             .collect();
-        Ok(Searches {
+        Searches {
             ls,
             g_best: None,
             x_full: None,
-        })
+        }
     }
 
     /// One batched evaluation: every problem in `searching` at its own trial point P(x + t d). Returns
@@ -153,14 +167,15 @@ impl Engine<'_> {
         let tt = column(&tv, self.kind, self.device)?; // [s, 1]
         let raw = xs.f_addcmul(&ds, &tt)?; // [s, n]
         let xt = self.boxes.project(&raw, sub.as_ref())?;
-        let (ft, gt) = self.eval(&xt, sub.as_ref())?;
+        let (ft, gt) = self.eval_on_device(&xt, sub.as_ref())?;
         let d_eff = if self.boxes.is_free() {
             ds
         } else {
             // φ'(t) along the projected path: clipped coordinates do not move.
             ds.f_where_scalarother(&raw.f_eq_tensor(&xt)?, 0.0)?
         };
-        let gtd_t = to_vec(&bdot(&gt, &d_eff)?)?;
+        // f and φ'(t) of the round in one device → host copy.
+        let [ft, gtd_t] = to_vecs([&ft, &bdot(&gt, &d_eff)?])?;
         let mut next = Vec::with_capacity(searching.len());
         let mut best_rows = Vec::new(); // (local row, slot)
         for (k, &s) in searching.iter().enumerate() {
@@ -254,26 +269,32 @@ impl Engine<'_> {
         Ok((steps, x_new, g_new))
     }
 
-    /// Store (s, y) = (x⁺ - x, g⁺ - g) for the problems that stepped with sᵀy > ε·yᵀy (scipy's test).
-    fn update_memory(&mut self, x_new: &Tensor, g_new: &Tensor, stepped: &[bool]) -> Result<()> {
+    /// Store (s, y) = (x⁺ - x, g⁺ - g) for the problems that stepped with sᵀy > ε·yᵀy (scipy's test);
+    /// also computes the projected gradient's norm and the free set at x⁺ (kept in `st.free`), so that
+    /// sᵀy, yᵀy and that norm [b] come to the host in one copy. Returns the norms.
+    fn update_memory(
+        &mut self,
+        x_new: &Tensor,
+        g_new: &Tensor,
+        stepped: &[bool],
+    ) -> Result<Vec<f64>> {
         let s_vec = x_new.f_sub(&self.st.x)?; // [b, n]
         let y_vec = g_new.f_sub(&self.st.g)?; // [b, n]
         let sy_t = bdot(&s_vec, &y_vec)?; // [b]
         let yy_t = bdot(&y_vec, &y_vec)?; // [b]
-        let sy = to_vec(&sy_t)?;
-        let yy = to_vec(&yy_t)?;
+        let (pg, free) = self.boxes.pg_and_free(x_new, g_new)?;
+        let [sy, yy, pg] = to_vecs([&sy_t, &yy_t, &pg])?;
+        self.st.free = free;
         let accepted: Vec<bool> = (0..self.b())
             .map(|s| stepped[s] && sy[s] > self.eps * yy[s])
             .collect();
-        self.mem.push(&s_vec, &y_vec, &sy_t, &yy_t, &accepted)
+        self.mem.push(&s_vec, &y_vec, &sy_t, &yy_t, &accepted)?;
+        Ok(pg)
     }
 
-    /// Projected gradient and free set at the new iterates, then scipy's stopping tests per problem.
-    fn stopping_tests(&mut self, steps: &Steps) -> Result<()> {
-        let (pg, free) = self.boxes.pg_and_free(&self.st.x, &self.st.g)?;
-        let pg = to_vec(&pg)?;
-        self.st.free = free;
-        self.update_pg(&pg);
+    /// scipy's stopping tests per problem at the new iterates, given their projected-gradient norms.
+    fn stopping_tests(&mut self, steps: &Steps, pg: &[f64]) -> Result<()> {
+        self.update_pg(pg);
         for s in 0..self.b() {
             if !steps.searched[s] {
                 continue;

@@ -120,6 +120,13 @@ impl<'a> Engine<'a> {
 
     /// Evaluate rows `sub` (None = all) at `x` [s, n]; checks shapes, returns (f [s] host, g [s, n]).
     fn eval(&mut self, x: &Tensor, sub: Option<&Tensor>) -> Result<(Vec<f64>, Tensor)> {
+        let (f, g) = self.eval_on_device(x, sub)?;
+        Ok((to_vec(&f)?, g))
+    }
+
+    /// [`Self::eval`] with f [s] left where the objective made it (detached), for callers that pack it
+    /// with other numbers into one host copy.
+    fn eval_on_device(&mut self, x: &Tensor, sub: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         let idx = match sub {
             Some(s) => self.st.orig_t.f_index_select(0, s)?,
             None => self.st.orig_t.shallow_clone(),
@@ -140,7 +147,7 @@ impl<'a> Engine<'a> {
             .f_detach()?
             .f_to_device(self.device)?
             .f_to_kind(self.kind)?;
-        Ok((to_vec(&f.f_detach()?)?, g))
+        Ok((f.f_detach()?, g))
     }
 
     /// Problem `slot` stops for `why`; its record is final.
