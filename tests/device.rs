@@ -17,6 +17,8 @@ use blindspot::models::zoo::{presets, Architecture, Layer, ZooModel};
 use blindspot::models::Classifier;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
+/// The margin κ every verification here asks for: the attack's default.
+const K: f64 = blindspot::attack::DEFAULT_MIN_MARGIN;
 
 // ------------------------------------------------------------------------------------------- helpers
 
@@ -136,9 +138,10 @@ fn attack_batch_on_the_device_finds_verified_near_minimal_adversarials() {
         d,
         "the attack works on the model's device"
     );
-    let ver = verify(&m, &x, &out.adversarial, &labels, Some(&targets)).unwrap();
-    for (j, ((ok, dist, why), min)) in ver.iter().zip(&minima).enumerate() {
-        assert!(out.success[j] && *ok, "example {j}: {why:?}");
+    let ver = verify(&m, &x, &out.adversarial, &labels, Some(&targets), K).unwrap();
+    for (j, (v, min)) in ver.iter().zip(&minima).enumerate() {
+        let (ok, dist, why) = (v.ok, &v.distortion, &v.reason);
+        assert!(out.success[j] && ok, "example {j}: {why:?}");
         assert!(
             *dist >= min * (1.0 - 1e-3) - 1e-6 && *dist <= min * 1.05 + 2e-4,
             "example {j}: {dist} vs exact minimum {min}"
@@ -151,14 +154,14 @@ fn verification_on_the_device_rejects_out_of_box_and_wrong_class() {
     let d = dev();
     let (m, x, labels, targets, _) = linear_fixture(d);
     // Originals on the CPU, "adversarials" on the device: verification moves what it needs.
-    let ver = verify(&m, &x, &x.to_device(d), &labels, Some(&targets)).unwrap();
-    assert!(ver.iter().all(|v| !v.0 && v.1 == 0.0));
+    let ver = verify(&m, &x, &x.to_device(d), &labels, Some(&targets), K).unwrap();
+    assert!(ver.iter().all(|v| !v.ok && v.distortion == 0.0));
     let out = attack_batch(&m, &x, &labels, Some(&targets), &AttackSettings::default()).unwrap();
     let bad = out.adversarial.copy();
     let _ = bad.get(0).get(0).get(0).get(0).fill_(1.0 + 1e-6);
-    let ver = verify(&m, &x, &bad, &labels.to_device(d), Some(&targets)).unwrap();
-    assert!(!ver[0].0 && ver[0].2.as_deref().unwrap().contains("outside"));
-    assert!(ver[1..].iter().all(|v| v.0));
+    let ver = verify(&m, &x, &bad, &labels.to_device(d), Some(&targets), K).unwrap();
+    assert!(!ver[0].ok && ver[0].reason.as_deref().unwrap().contains("outside"));
+    assert!(ver[1..].iter().all(|v| v.ok));
 }
 
 #[test]
@@ -168,8 +171,8 @@ fn untargeted_attack_and_evaluation_on_the_device() {
     let t = mnist_test();
     let (x, y) = (t.images.narrow(0, 0, 64), t.labels.narrow(0, 0, 64));
     let out = attack_batch(&m, &x, &y, None, &AttackSettings::default()).unwrap();
-    let ver = verify(&m, &x, &out.adversarial, &y, None).unwrap();
-    assert!(ver.iter().zip(&out.success).all(|(v, s)| v.0 == *s));
+    let ver = verify(&m, &x, &out.adversarial, &y, None, K).unwrap();
+    assert!(ver.iter().zip(&out.success).all(|(v, s)| v.ok == *s));
     assert!(out.success.iter().filter(|s| **s).count() >= 60);
     // Evaluation: predictions come back to the CPU and compare with CPU labels.
     let err = blindspot::train::error_rate(&m, &t.images, &t.labels).unwrap();
@@ -454,14 +457,14 @@ fn attack_on(
     n: i64,
 ) -> (
     blindspot::attack::BatchOutcome,
-    Vec<(bool, f64, Option<String>)>,
+    Vec<blindspot::attack::Verdict>,
 ) {
     let m = mlp("mlp", 1, &[100, 100], device);
     let t = mnist_test();
     let (x, y) = (t.images.narrow(0, 0, n), t.labels.narrow(0, 0, n));
     let tg = targets_for(&y);
     let out = attack_batch(&m, &x, &y, Some(&tg), &AttackSettings::default()).unwrap();
-    let ver = verify(&m, &x, &out.adversarial, &y, Some(&tg)).unwrap();
+    let ver = verify(&m, &x, &out.adversarial, &y, Some(&tg), K).unwrap();
     (out, ver)
 }
 
@@ -472,9 +475,9 @@ fn cpu_and_cuda_give_the_same_adversarials_within_tolerance() {
     let n = 128;
     let (oc, vc) = attack_on(Device::Cpu, n);
     let (og, vg) = attack_on(g, n);
-    let ok = |o: &blindspot::attack::BatchOutcome,
-              v: &[(bool, f64, Option<String>)]|
-     -> Vec<bool> { o.success.iter().zip(v).map(|(s, v)| *s && v.0).collect() };
+    let ok = |o: &blindspot::attack::BatchOutcome, v: &[blindspot::attack::Verdict]| -> Vec<bool> {
+        o.success.iter().zip(v).map(|(s, v)| *s && v.ok).collect()
+    };
     let (sc, sg) = (ok(&oc, &vc), ok(&og, &vg));
     let both: Vec<usize> = (0..n as usize).filter(|&i| sc[i] && sg[i]).collect();
     assert!(
@@ -484,8 +487,8 @@ fn cpu_and_cuda_give_the_same_adversarials_within_tolerance() {
         sg.iter().filter(|s| **s).count(),
         both.len()
     );
-    let mean = |v: &[(bool, f64, Option<String>)]| {
-        both.iter().map(|&i| v[i].1).sum::<f64>() / both.len() as f64
+    let mean = |v: &[blindspot::attack::Verdict]| {
+        both.iter().map(|&i| v[i].distortion).sum::<f64>() / both.len() as f64
     };
     let (dc, dg) = (mean(&vc), mean(&vg));
     assert!(
@@ -494,7 +497,7 @@ fn cpu_and_cuda_give_the_same_adversarials_within_tolerance() {
     );
     let close = both
         .iter()
-        .filter(|&&i| (vc[i].1 - vg[i].1).abs() <= 0.05 * vc[i].1 + 1e-4)
+        .filter(|&&i| (vc[i].distortion - vg[i].distortion).abs() <= 0.05 * vc[i].distortion + 1e-4)
         .count();
     assert!(
         close as f64 >= 0.95 * both.len() as f64,
