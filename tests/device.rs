@@ -17,8 +17,7 @@ use blindspot::models::zoo::{presets, Architecture, Layer, ZooModel};
 use blindspot::models::Classifier;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
-/// The margin κ every verification here asks for: the attack's default.
-const K: f64 = blindspot::attack::DEFAULT_MIN_MARGIN;
+const K: f64 = blindspot::attack::DEFAULT_MIN_MARGIN; // the margin κ of every verification
 
 // ------------------------------------------------------------------------------------------- helpers
 
@@ -186,7 +185,7 @@ fn untargeted_attack_and_evaluation_on_the_device() {
 
 #[test]
 fn transfer_table_on_the_device_agrees_with_the_cpu() {
-    use blindspot::attack::transfer::{transfer, Source, TransferSpec};
+    use blindspot::attack::transfer::{transfer_checked, Source, TransferSpec};
     let d = dev();
     let dir = tempfile::tempdir().unwrap();
     let t = mnist_test();
@@ -203,7 +202,7 @@ fn transfer_table_on_the_device_agrees_with_the_cpu() {
             ("original", &x),
             ("adversarial", &adv),
             ("label", &label),
-            ("target", &label),
+            ("target", &(label.ones_like() * -1)), // untargeted: re-verified as "not the label"
             ("success", &Tensor::ones([n], (Kind::Uint8, Device::Cpu))),
         ],
     )
@@ -221,7 +220,9 @@ fn transfer_table_on_the_device_agrees_with_the_cpu() {
     let table = |device: Device| {
         let (a, b) = (mlp("a", 1, &[], device), mlp("b", 2, &[20], device));
         let cols: Vec<(String, &dyn Classifier)> = vec![("a".into(), &a), ("b".into(), &b)];
-        transfer(std::slice::from_ref(&src), &cols, &spec, 5).unwrap()
+        // Rows are re-verified on their source model (here `a`, given: the file has no record).
+        let source: Option<&dyn Classifier> = Some(&a);
+        transfer_checked(std::slice::from_ref(&src), &[source], &cols, &spec, 5).unwrap()
     };
     let (on_dev, on_cpu) = (table(d), table(Device::Cpu));
     assert_eq!(on_dev.rows.len(), 3);
