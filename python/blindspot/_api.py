@@ -61,8 +61,10 @@ class AttackResult:
     """What ``attack`` returns: one entry per example (the rows of the CLI's ``attack.csv``).
 
     ``adversarial`` holds the verified adversarial of each success and the original image of each failure;
-    ``distortion`` (sqrt(mean((x' - x)^2)), float64, recomputed in the verification pass) and ``c`` are NaN
-    where the attack failed, and ``reason`` says why ("" for a success)."""
+    ``distortion`` (sqrt(mean((x' - x)^2)), float64, recomputed in the verification pass), ``c`` and
+    ``margin`` (target logit − highest other, untargeted: highest other − label's, in the verification pass)
+    are NaN where the attack failed, and ``reason`` says why ("" for a success). ``already_adversarial``
+    marks successes that needed no perturbation (distortion 0), left out of ``mean_distortion``."""
 
     adversarial: torch.Tensor
     success: torch.Tensor
@@ -71,6 +73,8 @@ class AttackResult:
     evaluations: torch.Tensor
     iterations: torch.Tensor
     reason: List[str]
+    margin: torch.Tensor
+    already_adversarial: torch.Tensor
     label: torch.Tensor
     target: torch.Tensor
     seconds: float
@@ -85,8 +89,9 @@ class AttackResult:
 
     @property
     def mean_distortion(self) -> float:
-        """Mean distortion over the successes (NaN when there are none)."""
-        d = self.distortion[self.success]
+        """Mean distortion over the successes that needed a perturbation (NaN when there are none), as the
+        CLI's ``summary.json``."""
+        d = self.distortion[self.success & ~self.already_adversarial]
         return float(d.mean()) if d.numel() else math.nan
 
 
@@ -97,7 +102,7 @@ def attack(
     targets: Union[torch.Tensor, Sequence[int], None] = None,
     *,
     c_rel_tol: float = _ATTACK_DEFAULTS["c_rel_tol"],
-    min_margin: Optional[float] = None,
+    min_margin: float = _ATTACK_DEFAULTS["min_margin"],
     batch: int = _blindspot.DEFAULT_BATCH,
     device: Device = None,
     history: int = _ATTACK_DEFAULTS["history"],
@@ -116,7 +121,8 @@ def attack(
         x: float32 [N, ...] inside the model's box, on ``device``.
         labels: the true classes [N]; targets: the target classes [N] (≠ labels), or None (untargeted).
         c_rel_tol: the c search stops when c_hi / c_lo <= 1 + c_rel_tol.
-        min_margin: success needs target logit − highest other ≥ this (None: the engine's default).
+        min_margin: κ: a success needs target logit − highest other logit ≥ κ (untargeted: highest other −
+            the label's ≥ κ), in the c search and in the verification; the CLI's ``--min-margin``.
         batch: examples attacked together (peak memory is proportional to it); the CLI's ``--batch``.
         device: "cpu", "cuda", "cuda:N" (default: x's device); x must be on it.
         history, max_iter, pgtol, factr: each L-BFGS-B solve's memory, iterations and tolerances.
@@ -134,9 +140,15 @@ def attack(
     n = x.shape[0]
     lab = _classes(labels, "labels", n)
     tg = None if targets is None else _classes(targets, "targets", n)
-    settings = dict(_ATTACK_DEFAULTS, c_rel_tol=c_rel_tol, history=history, max_iter=max_iter, pgtol=pgtol, factr=factr)
-    if min_margin is not None:
-        settings["min_margin"] = min_margin
+    settings = dict(
+        _ATTACK_DEFAULTS,
+        c_rel_tol=c_rel_tol,
+        min_margin=min_margin,
+        history=history,
+        max_iter=max_iter,
+        pgtol=pgtol,
+        factr=factr,
+    )
     adv, rows_json = _blindspot.attack(model_ref(model), x, lab, tg, json.dumps(settings), int(batch), str(dev))
     rows = json.loads(rows_json)
 
@@ -151,6 +163,8 @@ def attack(
         evaluations=col("evaluations", torch.int64),
         iterations=col("iterations", torch.int64),
         reason=[r["reason"] for r in rows],
+        margin=col("margin", torch.float64),
+        already_adversarial=torch.tensor([bool(r["already_adversarial"]) for r in rows], dtype=torch.bool),
         label=lab,
         target=col("target", torch.int64),
         seconds=sum(r["seconds"] for r in rows),

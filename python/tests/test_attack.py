@@ -31,7 +31,8 @@ def same_as_cli(r: blindspot.AttackResult, t, rows):
     assert r.success.tolist() == [bool(v) for v in t["success"].tolist()]
     assert r.evaluations.tolist() == [int(row["evaluations"]) for row in rows]
     assert r.iterations.tolist() == [int(row["iterations"]) for row in rows]
-    for key in ("distortion", "c"):
+    assert r.already_adversarial.tolist() == [row["already_adversarial"] for row in rows]
+    for key in ("distortion", "c", "margin"):
         ours = getattr(r, key).tolist()
         theirs = [math.nan if row[key] is None else row[key] for row in rows]
         assert all((math.isnan(a) and math.isnan(b)) or a == b for a, b in zip(ours, theirs)), key
@@ -66,6 +67,15 @@ def test_targeted_modules_equal_the_cli(kind, zoo_dir, script_file, mlp, tmp_pat
     with torch.no_grad():
         pred = mlp(r.adversarial).argmax(1)
     assert (pred[r.success] == tg[r.success]).all()
+
+
+def test_min_margin_reaches_the_engine(zoo_dir, tmp_path):
+    t, rows = cli_attack(zoo_dir, tmp_path / "cli", "--first", "6", "--min-margin", "2.5")
+    r = blindspot.attack(zoo_dir, t["original"], t["label"], t["target"], min_margin=2.5)
+    same_as_cli(r, t, rows)
+    assert r.success.any() and (r.margin[r.success] >= 2.5).all()
+    with pytest.raises(ValueError, match="min_margin"):
+        blindspot.attack(zoo_dir, t["original"], t["label"], min_margin=-1.0)
 
 
 def test_load_model_is_a_scripted_module_with_the_layer_protocol(zoo_dir, mlp):

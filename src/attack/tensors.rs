@@ -1,15 +1,15 @@
 //! The attack on examples held in memory (the Python package's `blindspot.attack`): the examples are
 //! checked as [`super::attack_dataset`] checks a data set (labels and targets in range, targets ≠ labels,
-//! inside the model's box), then attacked in chunks of `batch` exactly as its chunks are —
-//! [`super::attack_batch`], then [`super::verify`] in a fresh forward pass, failures carrying the original
-//! — and nothing is written. The same examples, targets, settings, batch and thread count give the same
+//! inside the model's box), then attacked in chunks of `batch` by the function its chunks go through
+//! ([`super::attack_batch`], then [`super::verify`] in a fresh forward pass with the settings' margin,
+//! failures carrying the original) — and nothing is written. The same examples, targets, settings, batch and thread count give the same
 //! adversarials bit for bit as `blindspot attack` (python/tests/test_attack.py compares them).
 
-use super::{attack_batch, verify, AttackError, AttackSettings};
+use super::runner::attack_examples;
+use super::{AttackError, AttackSettings};
 use crate::models::Classifier;
 use crate::results::attack::ExampleResult;
 use crate::Result;
-use std::time::Instant;
 use tch::{Kind, Tensor};
 
 /// What [`attack_tensors`] returns.
@@ -110,57 +110,15 @@ pub fn attack_tensors(
     let mut rows = Vec::with_capacity(n);
     let mut parts = Vec::new();
     for start in (0..n).step_by(batch as usize) {
-        let len = (batch as usize).min(n - start);
-        let range = start..start + len;
-        let t0 = Instant::now();
+        let range = start..(start + batch as usize).min(n);
         // A fresh copy of the chunk, as the data-set runner's index_select makes.
         let idx: Vec<i64> = range.clone().map(|i| i as i64).collect();
         let sel = Tensor::f_from_slice(&idx)?.f_to_device(x.device())?;
         let xc = x.f_index_select(0, &sel)?; // [len, ..]
-        let l = Tensor::f_from_slice(&lab[range.clone()])?;
-        let t = tg
-            .as_ref()
-            .map(|t| Tensor::f_from_slice(&t[range.clone()]))
-            .transpose()?;
-        let out = attack_batch(model, &xc, &l, t.as_ref(), settings)?;
-        let ver = verify(model, &xc, &out.adversarial, &l, t.as_ref())?;
-        let secs = t0.elapsed().as_secs_f64();
-        let mut keep = Vec::with_capacity(len);
-        for (j, (ok, dist, why)) in ver.into_iter().enumerate() {
-            let success = out.success[j] && ok;
-            keep.push(success);
-            rows.push(ExampleResult {
-                index: (start + j) as i64,
-                label: lab[start + j],
-                target: tg.as_ref().map_or(-1, |t| t[start + j]),
-                success,
-                c: if success { out.c[j] } else { f64::NAN },
-                distortion: if success { dist } else { f64::NAN },
-                iterations: out.iterations[j],
-                evaluations: out.evaluations[j],
-                seconds: secs / len as f64,
-                reason: if success {
-                    String::new()
-                } else {
-                    out.reason[j]
-                        .clone()
-                        .or(why)
-                        .unwrap_or_else(|| "failed".into())
-                },
-            });
-        }
-        // Failures carry the original image.
-        let dev = out.adversarial.device();
-        let keep = Tensor::f_from_slice(&keep)?
-            .f_view([len as i64, 1])?
-            .f_to_device(dev)?;
-        let orig = xc.f_to_device(dev)?.f_to_kind(Kind::Float)?;
-        parts.push(
-            out.adversarial
-                .f_reshape([len as i64, -1])?
-                .f_where_self(&keep, &orig.f_reshape([len as i64, -1])?)?
-                .f_view(xc.size().as_slice())?,
-        );
+        let targets = tg.as_ref().map(|t| &t[range.clone()]);
+        let (adv, res) = attack_examples(model, &xc, (&idx, &lab[range], targets), settings)?;
+        parts.push(adv);
+        rows.extend(res);
     }
     Ok(TensorsOutcome {
         adversarial: Tensor::f_cat(&parts, 0)?,
