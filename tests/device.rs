@@ -12,11 +12,26 @@
 //! test binary carried to another machine is run from the repository root there), else from the source
 //! tree this binary was built in.
 
-use blindspot::attack::{attack_batch, verify, AttackSettings};
+use blindspot::attack::{attack_batch, AttackSettings};
 use blindspot::models::zoo::{presets, Architecture, Layer, ZooModel};
 use blindspot::models::Classifier;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
+
+/// `verify` at the default margin κ, as (ok, distortion, reason) per example.
+fn verify_rows(
+    m: &dyn Classifier,
+    x: &Tensor,
+    adv: &Tensor,
+    labels: &Tensor,
+    targets: Option<&Tensor>,
+) -> blindspot::Result<Vec<(bool, f64, Option<String>)>> {
+    let k = AttackSettings::default().min_margin;
+    Ok(blindspot::attack::verify(m, x, adv, labels, targets, k)?
+        .into_iter()
+        .map(|v| (v.ok, v.distortion, v.reason))
+        .collect())
+}
 
 // ------------------------------------------------------------------------------------------- helpers
 
@@ -136,7 +151,7 @@ fn attack_batch_on_the_device_finds_verified_near_minimal_adversarials() {
         d,
         "the attack works on the model's device"
     );
-    let ver = verify(&m, &x, &out.adversarial, &labels, Some(&targets)).unwrap();
+    let ver = verify_rows(&m, &x, &out.adversarial, &labels, Some(&targets)).unwrap();
     for (j, ((ok, dist, why), min)) in ver.iter().zip(&minima).enumerate() {
         assert!(out.success[j] && *ok, "example {j}: {why:?}");
         assert!(
@@ -151,12 +166,12 @@ fn verification_on_the_device_rejects_out_of_box_and_wrong_class() {
     let d = dev();
     let (m, x, labels, targets, _) = linear_fixture(d);
     // Originals on the CPU, "adversarials" on the device: verification moves what it needs.
-    let ver = verify(&m, &x, &x.to_device(d), &labels, Some(&targets)).unwrap();
+    let ver = verify_rows(&m, &x, &x.to_device(d), &labels, Some(&targets)).unwrap();
     assert!(ver.iter().all(|v| !v.0 && v.1 == 0.0));
     let out = attack_batch(&m, &x, &labels, Some(&targets), &AttackSettings::default()).unwrap();
     let bad = out.adversarial.copy();
     let _ = bad.get(0).get(0).get(0).get(0).fill_(1.0 + 1e-6);
-    let ver = verify(&m, &x, &bad, &labels.to_device(d), Some(&targets)).unwrap();
+    let ver = verify_rows(&m, &x, &bad, &labels.to_device(d), Some(&targets)).unwrap();
     assert!(!ver[0].0 && ver[0].2.as_deref().unwrap().contains("outside"));
     assert!(ver[1..].iter().all(|v| v.0));
 }
@@ -168,7 +183,7 @@ fn untargeted_attack_and_evaluation_on_the_device() {
     let t = mnist_test();
     let (x, y) = (t.images.narrow(0, 0, 64), t.labels.narrow(0, 0, 64));
     let out = attack_batch(&m, &x, &y, None, &AttackSettings::default()).unwrap();
-    let ver = verify(&m, &x, &out.adversarial, &y, None).unwrap();
+    let ver = verify_rows(&m, &x, &out.adversarial, &y, None).unwrap();
     assert!(ver.iter().zip(&out.success).all(|(v, s)| v.0 == *s));
     assert!(out.success.iter().filter(|s| **s).count() >= 60);
     // Evaluation: predictions come back to the CPU and compare with CPU labels.
@@ -461,7 +476,7 @@ fn attack_on(
     let (x, y) = (t.images.narrow(0, 0, n), t.labels.narrow(0, 0, n));
     let tg = targets_for(&y);
     let out = attack_batch(&m, &x, &y, Some(&tg), &AttackSettings::default()).unwrap();
-    let ver = verify(&m, &x, &out.adversarial, &y, Some(&tg)).unwrap();
+    let ver = verify_rows(&m, &x, &out.adversarial, &y, Some(&tg)).unwrap();
     (out, ver)
 }
 
