@@ -6,6 +6,8 @@
 //! - [`lbfgs`]: the attack on one batch ([`attack_batch`], [`AttackSettings`]).
 //! - [`verify`]: the fresh-forward verification of every returned example.
 //! - [`runner`]: a data set in resumable chunks ([`attack_dataset`], [`run_mnist`]).
+//! - [`tensors`]: examples held in memory, checked and attacked like a data set's chunks, nothing
+//!   written ([`tensors::attack_tensors`], the Python package's `blindspot.attack`).
 //! - [`folder`]: an image folder labelled by the model's predictions ([`folder::attack_folder`]).
 //! - [`noise`]: the Gaussian-noise baselines of Fig 7 and Tables 2, 4.
 //! - [`fig7`]: Fig 7's numbers and images (adversarials vs noise of the same stddev).
@@ -26,6 +28,7 @@ pub mod lbfgs;
 pub mod noise;
 pub mod recheck;
 pub mod runner;
+pub mod tensors;
 pub mod transfer;
 pub mod verify;
 

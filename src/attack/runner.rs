@@ -11,7 +11,7 @@
 //! allowance that keeps a success adversarial under another evaluation's rounding, and the stored margin
 //! (≥ κ when it was made) is the one reported.
 
-use super::{attack_batch, random_targets, verify, AttackError, AttackSpec};
+use super::{attack_batch, random_targets, verify, AttackError, AttackSettings, AttackSpec};
 use crate::data::MnistData;
 use crate::models::Classifier;
 use crate::results::attack::{self as files, AdversarialSet, AttackSummary, ExampleResult};
@@ -228,39 +228,33 @@ fn load_chunk(st: &Path, js: &Path, len: i64) -> Result<(Tensor, Vec<ExampleResu
     Ok((adv, res))
 }
 
-/// Attacks, verifies and saves the chunk of examples `start..start + len` of the plan.
-fn attack_chunk(
+/// Attacks the examples `x` [len, ..] (their indices in the attacked set, labels and targets) with
+/// [`attack_batch`] and verifies every result with [`verify`]: the rows of `attack.csv` and the
+/// adversarials on the model's device, failures carrying the original. A data set's chunks and examples
+/// held in memory ([`super::tensors`]) both go through here.
+pub(crate) fn attack_examples(
     model: &dyn Classifier,
-    images: &Tensor,
-    spec: &AttackSpec,
-    plan: &Plan,
-    (start, len): (usize, usize),
-    (st, js): (&Path, &Path),
+    x: &Tensor,
+    (index, labels, targets): (&[i64], &[i64], Option<&[i64]>),
+    settings: &AttackSettings,
 ) -> Result<(Tensor, Vec<ExampleResult>)> {
     let t0 = Instant::now();
-    let range = start..start + len;
-    let sel = Tensor::f_from_slice(&plan.idx[range.clone()])?;
-    let x = images.f_index_select(0, &sel)?; // [len, ..]
-    let l = Tensor::f_from_slice(&plan.labels[range.clone()])?;
-    let t = plan
-        .targets
-        .as_ref()
-        .map(|t| Tensor::f_from_slice(&t[range.clone()]))
-        .transpose()?;
-    let out = attack_batch(model, &x, &l, t.as_ref(), &spec.settings)?;
+    let len = index.len();
+    let l = Tensor::f_from_slice(labels)?;
+    let t = targets.map(Tensor::f_from_slice).transpose()?;
+    let out = attack_batch(model, x, &l, t.as_ref(), settings)?;
     let ver = verify(
         model,
-        &x,
+        x,
         &out.adversarial,
         &l,
         t.as_ref(),
-        spec.settings.min_margin,
+        settings.min_margin,
     )?;
     let secs = t0.elapsed().as_secs_f64();
     let mut res = Vec::with_capacity(len);
     let mut keep = Vec::with_capacity(len);
     for (j, v) in ver.into_iter().enumerate() {
-        let g = start + j;
         let success = out.success[j] && v.ok;
         let reason = if success {
             String::new()
@@ -272,9 +266,9 @@ fn attack_chunk(
         };
         keep.push(success);
         res.push(ExampleResult {
-            index: plan.idx[g],
-            label: plan.labels[g],
-            target: plan.targets.as_ref().map_or(-1, |t| t[g]),
+            index: index[j],
+            label: labels[j],
+            target: targets.map_or(-1, |t| t[j]),
             success,
             c: if success { out.c[j] } else { f64::NAN },
             distortion: if success { v.distortion } else { f64::NAN },
@@ -288,20 +282,42 @@ fn attack_chunk(
     }
     // Failures carry the original image.
     let n = len as i64;
+    let dev = out.adversarial.device();
     let keep_t = Tensor::f_from_slice(&keep)?
         .f_view([n, 1])?
-        .f_to_device(out.adversarial.device())?;
+        .f_to_device(dev)?;
+    let orig = x
+        .f_to_device(dev)?
+        .f_to_kind(Kind::Float)?
+        .f_reshape([n, -1])?;
     let adv = out
         .adversarial
         .f_reshape([n, -1])?
-        .f_where_self(
-            &keep_t,
-            &x.f_to_device(out.adversarial.device())?
-                .f_to_kind(Kind::Float)?
-                .f_reshape([n, -1])?,
-        )?
-        .f_view(x.size().as_slice())?
-        .f_to_device(Device::Cpu)?;
+        .f_where_self(&keep_t, &orig)?
+        .f_view(x.size().as_slice())?;
+    Ok((adv, res))
+}
+
+/// Attacks, verifies and saves the chunk of examples `start..start + len` of the plan.
+fn attack_chunk(
+    model: &dyn Classifier,
+    images: &Tensor,
+    spec: &AttackSpec,
+    plan: &Plan,
+    (start, len): (usize, usize),
+    (st, js): (&Path, &Path),
+) -> Result<(Tensor, Vec<ExampleResult>)> {
+    let range = start..start + len;
+    let sel = Tensor::f_from_slice(&plan.idx[range.clone()])?;
+    let x = images.f_index_select(0, &sel)?; // [len, ..]
+    let targets = plan.targets.as_ref().map(|t| &t[range.clone()]);
+    let (adv, res) = attack_examples(
+        model,
+        &x,
+        (&plan.idx[range.clone()], &plan.labels[range], targets),
+        &spec.settings,
+    )?;
+    let adv = adv.f_to_device(Device::Cpu)?;
     crate::io::write_safetensors(st, &[("adversarial", &adv)])?;
     crate::io::write_json(js, &res)?;
     Ok((adv, res))

@@ -36,6 +36,9 @@ pub struct TorchScriptClassifier {
     /// Layer names exported by the model (without the implicit `logits` if the model lists it itself).
     layers: Vec<String>,
     has_layer_method: bool,
+    /// SHA-256 of the module's bytes when it was loaded from memory ([`Self::from_bytes`]); a file's is
+    /// computed from the file when asked.
+    fingerprint: Option<String>,
 }
 
 impl std::fmt::Debug for TorchScriptClassifier {
@@ -94,7 +97,7 @@ impl TorchScriptClassifier {
         if !path.is_file() {
             return Err(Error::format(path, "TorchScript model file not found"));
         }
-        let mut module = CModule::load_on_device(path, device).map_err(|e| {
+        let module = CModule::load_on_device(path, device).map_err(|e| {
             Error::format(
                 path,
                 format!(
@@ -104,6 +107,42 @@ impl TorchScriptClassifier {
                 ),
             )
         })?;
+        Self::from_module(module, path, device, input_shape)
+    }
+
+    /// A TorchScript model held in memory: the bytes `torch.jit.save` writes (the Python package passes
+    /// scripted or traced modules this way). `name` stands for the file in messages and reports; the
+    /// fingerprint is the SHA-256 of `bytes`. Otherwise exactly [`Self::load_with_shape`].
+    pub fn from_bytes(
+        bytes: &[u8],
+        name: &str,
+        device: Device,
+        input_shape: Option<Vec<i64>>,
+    ) -> Result<Self> {
+        let path = Path::new(name);
+        let module =
+            CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), device).map_err(|e| {
+                Error::format(
+                    path,
+                    format!(
+                        "cannot load as a TorchScript model (script or trace it: torch.jit.script(m)): {}",
+                        first_line(&e.to_string())
+                    ),
+                )
+            })?;
+        let mut me = Self::from_module(module, path, device, input_shape)?;
+        me.fingerprint = Some(crate::fingerprint::sha256_bytes(bytes));
+        Ok(me)
+    }
+
+    /// The classifier of a loaded module (`path` names it in messages): eval mode, the layer protocol,
+    /// the input shape and, from one forward pass, the number of classes.
+    fn from_module(
+        mut module: CModule,
+        path: &Path,
+        device: Device,
+        input_shape: Option<Vec<i64>>,
+    ) -> Result<Self> {
         module
             .f_set_eval()
             .map_err(|e| Error::format(path, format!("cannot switch to eval mode: {e}")))?;
@@ -152,6 +191,7 @@ impl TorchScriptClassifier {
             device,
             layers,
             has_layer_method,
+            fingerprint: None,
         };
         me.num_classes = me.read_num_classes()?;
         Ok(me)
@@ -248,7 +288,10 @@ impl Classifier for TorchScriptClassifier {
         Ok(out)
     }
     fn fingerprint(&self) -> Result<String> {
-        crate::fingerprint::sha256_file(&self.path)
+        match &self.fingerprint {
+            Some(f) => Ok(f.clone()),
+            None => crate::fingerprint::sha256_file(&self.path),
+        }
     }
     fn layer_names(&self) -> Vec<String> {
         let mut v = self.layers.clone();

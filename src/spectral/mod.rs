@@ -12,6 +12,8 @@
 //!
 //! Entry point: [`run`] on a [`SpectralSpec`] writes `bounds.csv` and `bounds.json` (the types of
 //! `crate::results::spectral`); `crate::report::spectral` renders `table5.md` and `spectrum.png` from them.
+//! [`analyse_spec`] is the same analysis without writing files, [`analyse_network`] the same on a network
+//! already built (the Python package's `blindspot.spectral`).
 
 pub mod analysis;
 pub mod conv;
@@ -140,6 +142,13 @@ pub fn parse_shape(s: &str) -> Result<Vec<i64>> {
 /// Runs the analysis of `spec` on `device` and writes `bounds.csv` and `bounds.json` into `out`
 /// (`crate::report::spectral::render(out)` then draws `table5.md` and `spectrum.png` from them).
 pub fn run(spec: &SpectralSpec, out: &Path, device: tch::Device) -> Result<SpectralReport> {
+    let rep = analyse_spec(spec, device)?;
+    crate::results::spectral::write(out, &rep)?;
+    Ok(rep)
+}
+
+/// The analysis of [`run`] without writing files: the report of `bounds.json`.
+pub fn analyse_spec(spec: &SpectralSpec, device: tch::Device) -> Result<SpectralReport> {
     let t0 = std::time::Instant::now();
     spec.validate()?;
     let (net, source) = network::load(
@@ -148,9 +157,28 @@ pub fn run(spec: &SpectralSpec, out: &Path, device: tch::Device) -> Result<Spect
         spec.input_shape.as_deref(),
         device,
     )?;
-    let forward_mismatch = match &source {
-        network::Source::TorchScript(_, m) => {
-            let d = network::forward_mismatch(&net, m, device)?;
+    let module = match &source {
+        network::Source::TorchScript(_, m) => Some(m),
+        network::Source::Zoo(_) => None,
+    };
+    analyse_network(&net, module, spec, device, t0)
+}
+
+/// The analysis of [`run`] on a network already built (from a folder or file by [`network::load`], from
+/// a model in memory by [`network::from_zoo`] or [`network::from_module`]), without writing files:
+/// `module` (a TorchScript model's) is cross-checked against the network's forward pass; `spec.model`
+/// only names the model in the warning; `t0` is when the work began (the report's `seconds`).
+pub fn analyse_network(
+    net: &network::Network,
+    module: Option<&tch::CModule>,
+    spec: &SpectralSpec,
+    device: tch::Device,
+    t0: std::time::Instant,
+) -> Result<SpectralReport> {
+    spec.validate()?;
+    let forward_mismatch = match module {
+        Some(m) => {
+            let d = network::forward_mismatch(net, m, device)?;
             if d > 1e-3 {
                 log::warn!(
                     "{}: our forward pass from the layer spec differs from the TorchScript module by {d:.2e} (relative): the spec may not describe the model",
@@ -159,7 +187,7 @@ pub fn run(spec: &SpectralSpec, out: &Path, device: tch::Device) -> Result<Spect
             }
             Some(d)
         }
-        network::Source::Zoo(_) => None,
+        None => None,
     };
     let opts = AnalyseOptions {
         mode: spec.mode,
@@ -170,10 +198,10 @@ pub fn run(spec: &SpectralSpec, out: &Path, device: tch::Device) -> Result<Spect
         seed: spec.seed,
         ..Default::default()
     };
-    let analysis = analyse(&net, &opts)?;
+    let analysis = analyse(net, &opts)?;
     let empirical = if spec.ascent_starts > 0 {
         Some(empirical_ratio(
-            &net,
+            net,
             spec.ascent_steps,
             spec.ascent_starts,
             spec.seed,
@@ -192,7 +220,6 @@ pub fn run(spec: &SpectralSpec, out: &Path, device: tch::Device) -> Result<Spect
         forward_mismatch,
         seconds: t0.elapsed().as_secs_f64(),
     };
-    crate::results::spectral::write(out, &rep)?;
     Ok(rep)
 }
 

@@ -16,7 +16,8 @@
 //! | `outputs` | what the stage writes (tables, what the figures show) through [`crate::results::units`] |
 //!
 //! The entry points take a typed [`UnitsSpec`] (the CLI's options, the YAML `units:` stage): [`run`] for
-//! one layer or all of them, [`analyse`] for one layer of an open data set. Figures are drawn from the
+//! one layer or all of them, [`analyse`] for one layer of an open data set, [`compute`] for the same
+//! without files (the Python package's `blindspot.units`). Figures are drawn from the
 //! written files by [`crate::report::units`].
 //!
 //! Choices (documented in docs/units.md):
@@ -213,15 +214,22 @@ pub fn run(
     Ok(summaries)
 }
 
-/// Analyses one layer (`spec.layer`) of `model` on an open data set, writing into `out`:
-/// `directions.safetensors`, `topk.csv`, `metrics.csv`, `summary.json`, and (with `spec.figures`) what the
-/// figures show.
-pub fn analyse(
+/// One layer's analysis held in memory: the directions, the scan (every direction's top images) and its
+/// summary; [`analyse`] writes them, the Python package returns them.
+#[derive(Debug)]
+pub struct LayerAnalysis {
+    pub directions: Directions,
+    pub scan: Scan,
+    pub summary: UnitsSummary,
+}
+
+/// Analyses one layer (`spec.layer`) of `model` on an open data set without writing anything: the
+/// directions, the streaming scan and the summary (per-kind metrics, comparisons, conclusion).
+pub fn compute(
     model: &dyn Classifier,
     data: &dyn Dataset,
     spec: &UnitsSpec,
-    out: &Path,
-) -> Result<UnitsSummary> {
+) -> Result<LayerAnalysis> {
     spec.validate()?;
     let layer = spec.layer.as_str();
     check_layer(model, layer)?;
@@ -233,8 +241,6 @@ pub fn analyse(
         spec.orthogonal_count(),
         spec.seed,
     )?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    dirs.save(&out.join("directions.safetensors"))?;
     let scan = scan::scan(model, data, layer, &dirs, spec.top, spec.batch, true)?;
     if scan.n_images <= spec.top {
         log::warn!(
@@ -251,7 +257,6 @@ pub fn analyse(
         CONFIDENCE_LEVEL,
         spec.seed,
     );
-    outputs::write_tables(out, &scan, labels.as_deref())?;
     let summary = UnitsSummary {
         model: model.name().to_string(),
         layer: layer.to_string(),
@@ -268,10 +273,31 @@ pub fn analyse(
         comparisons: s.comparisons,
         conclusion: s.conclusion,
     };
-    crate::results::units::write_summary(&out.join("summary.json"), &summary)?;
+    Ok(LayerAnalysis {
+        directions: dirs,
+        scan,
+        summary,
+    })
+}
+
+/// Analyses one layer (`spec.layer`) of `model` on an open data set ([`compute`]), writing into `out`:
+/// `directions.safetensors`, `topk.csv`, `metrics.csv`, `summary.json`, and (with `spec.figures`) what the
+/// figures show.
+pub fn analyse(
+    model: &dyn Classifier,
+    data: &dyn Dataset,
+    spec: &UnitsSpec,
+    out: &Path,
+) -> Result<UnitsSummary> {
+    let a = compute(model, data, spec)?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    a.directions.save(&out.join("directions.safetensors"))?;
+    let labels = data.labels();
+    outputs::write_tables(out, &a.scan, labels.as_deref())?;
+    crate::results::units::write_summary(&out.join("summary.json"), &a.summary)?;
     if let Some(f) = spec.figures {
-        let title = format!("{} / {}", model.name(), layer);
-        outputs::figures(&scan, &dirs, data, &title, f.rows, f.cols)?.write(out)?;
+        let title = format!("{} / {}", model.name(), spec.layer);
+        outputs::figures(&a.scan, &a.directions, data, &title, f.rows, f.cols)?.write(out)?;
     }
-    Ok(summary)
+    Ok(a.summary)
 }

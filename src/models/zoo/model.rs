@@ -106,15 +106,39 @@ impl ZooModel {
         let (name, arch, record) = read_record(dir)?;
         let w_path = dir.join("weights.safetensors");
         let tensors = crate::io::read_safetensors(&w_path)?;
-        let theta = flat_params(&w_path, &arch.param_layout(), tensors)?.to_device(device);
-        if theta.isfinite().logical_not().any().int64_value(&[]) != 0 {
-            return Err(Error::format(
-                &w_path,
-                "weights contain NaN or infinite values",
-            ));
-        }
-        ZooModel::new(&name, arch, theta, record)
+        from_tensors(&w_path, (name, arch, record), tensors, device)
     }
+
+    /// A model from a model folder's contents held in memory: `record` is `model.json`'s value and
+    /// `tensors` the named parameters of `weights.safetensors` (e.g. a PyTorch module's `state_dict()`),
+    /// checked exactly as [`Self::load`] checks the files; `origin` names them in messages.
+    pub fn from_parts(
+        origin: &Path,
+        record: serde_json::Value,
+        tensors: Vec<(String, Tensor)>,
+        device: Device,
+    ) -> Result<Self> {
+        let parsed = check_record(&origin.join("model.json"), record)?;
+        from_tensors(&origin.join("weights.safetensors"), parsed, tensors, device)
+    }
+}
+
+/// The model of a checked record and its named parameters, which must be exactly the architecture's,
+/// finite, with their shapes (`w_path` names them in messages).
+fn from_tensors(
+    w_path: &Path,
+    (name, arch, record): (String, Architecture, serde_json::Value),
+    tensors: Vec<(String, Tensor)>,
+    device: Device,
+) -> Result<ZooModel> {
+    let theta = flat_params(w_path, &arch.param_layout(), tensors)?.to_device(device);
+    if theta.isfinite().logical_not().any().int64_value(&[]) != 0 {
+        return Err(Error::format(
+            w_path,
+            "weights contain NaN or infinite values",
+        ));
+    }
+    ZooModel::new(&name, arch, theta, record)
 }
 
 /// Reads and checks `dir/model.json`: (name, architecture, the whole record).
@@ -129,12 +153,19 @@ fn read_record(dir: &Path) -> Result<(String, Architecture, serde_json::Value)> 
             "missing: every model folder needs model.json",
         ));
     }
-    let record: serde_json::Value = crate::io::read_json(&json_path)?;
+    check_record(&json_path, crate::io::read_json(&json_path)?)
+}
+
+/// Checks a `model.json` value (read from `json_path`): its format, name and architecture.
+fn check_record(
+    json_path: &Path,
+    record: serde_json::Value,
+) -> Result<(String, Architecture, serde_json::Value)> {
     match record.get("format").and_then(|v| v.as_str()) {
         Some(MODEL_FORMAT) => {}
         other => {
             return Err(Error::format(
-                &json_path,
+                json_path,
                 format!("field `format` is {other:?}, expected \"{MODEL_FORMAT}\""),
             ))
         }
@@ -146,9 +177,9 @@ fn read_record(dir: &Path) -> Result<(String, Architecture, serde_json::Value)> 
         .to_string();
     let arch: Architecture =
         serde_json::from_value(record.get("architecture").cloned().unwrap_or_default())
-            .map_err(|e| Error::format(&json_path, format!("field `architecture`: {e}")))?;
+            .map_err(|e| Error::format(json_path, format!("field `architecture`: {e}")))?;
     arch.shapes()
-        .map_err(|e| Error::format(&json_path, format!("field `architecture`: {e}")))?;
+        .map_err(|e| Error::format(json_path, format!("field `architecture`: {e}")))?;
     Ok((name, arch, record))
 }
 

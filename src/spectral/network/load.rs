@@ -41,6 +41,25 @@ fn load_zoo(
     device: tch::Device,
 ) -> Result<(Network, Source)> {
     let zoo = ZooModel::load(model, device)?;
+    let net = from_zoo(
+        &zoo,
+        spec_path,
+        input_shape,
+        &model.display().to_string(),
+        device,
+    )?;
+    Ok((net, Source::Zoo(model.to_path_buf())))
+}
+
+/// The network of a loaded zoo model (`source` names it): its own architecture is the spec unless one
+/// is given, its input shape the default.
+pub fn from_zoo(
+    zoo: &ZooModel,
+    spec_path: Option<&Path>,
+    input_shape: Option<&[i64]>,
+    source: &str,
+    device: tch::Device,
+) -> Result<Network> {
     let spec = match spec_path {
         Some(p) => read_spec(p)?,
         None => Spec::from_zoo(&zoo.arch),
@@ -55,8 +74,7 @@ fn load_zoo(
     let shape = input_shape
         .map(|s| s.to_vec())
         .unwrap_or(zoo.arch.input_shape.clone());
-    let net = Network::build(&spec, &params, &shape, &model.display().to_string(), device)?;
-    Ok((net, Source::Zoo(model.to_path_buf())))
+    Network::build(&spec, &params, &shape, source, device)
 }
 
 /// A TorchScript file: parameters by name, the spec given or torchvision's AlexNet layout.
@@ -72,6 +90,19 @@ fn load_torchscript(
     let mut m = tch::CModule::load_on_device(model, device)
         .map_err(|e| Error::format(model, format!("not a loadable TorchScript file: {e}")))?;
     m.set_eval();
+    let net = from_module(&m, model, spec_path, input_shape, device)?;
+    Ok((net, Source::TorchScript(model.to_path_buf(), m)))
+}
+
+/// The network of a loaded TorchScript module (`model` names it in messages and as the source):
+/// parameters by name, the spec given or torchvision's AlexNet layout.
+pub fn from_module(
+    m: &tch::CModule,
+    model: &Path,
+    spec_path: Option<&Path>,
+    input_shape: Option<&[i64]>,
+    device: tch::Device,
+) -> Result<Network> {
     let params: BTreeMap<String, Tensor> = m
         .named_parameters()
         .map_err(|e| Error::format(model, format!("cannot read parameters: {e}")))?
@@ -91,8 +122,7 @@ fn load_torchscript(
             .into())
         }
     };
-    let net = Network::build(&spec, &params, shape, &model.display().to_string(), device)?;
-    Ok((net, Source::TorchScript(model.to_path_buf(), m)))
+    Network::build(&spec, &params, shape, &model.display().to_string(), device)
 }
 
 /// Reads and parses a YAML layer spec file.

@@ -4,14 +4,15 @@
 //!
 //! - [`spec`]: the YAML layer spec (and the built-in AlexNet and zoo specs).
 //! - [`build`](Network::build): the spec resolved against named parameters, one builder per layer kind.
-//! - [`load`]: zoo folders (through `ZooModel::load`) and TorchScript files; the forward cross-check.
+//! - [`load`]: zoo folders (through `ZooModel::load`) and TorchScript files; the forward cross-check;
+//!   [`from_zoo`] and [`from_module`] build the network of a model already loaded (the Python package).
 //! - here: the resolved [`Network`], its [`Op`]s and the forward pass.
 
 mod build;
 mod load;
 pub mod spec;
 
-pub use load::{forward_mismatch, load, read_spec, Source};
+pub use load::{forward_mismatch, from_module, from_zoo, load, read_spec, Source};
 pub use spec::{Pair, Spec, SpecLayer};
 
 use crate::results::spectral::LayerInfo;
