@@ -42,7 +42,8 @@ pub struct AttackSettings {
     pub c_init: f64,
     /// Bracketing factor (> 1).
     pub bracket_factor: f64,
-    /// Give up (failure) when no c <= c_max succeeds.
+    /// Give up (failure) when no c <= c_max succeeds. 1e9: the untargeted loss −log(1 − p_label) is
+    /// ~p_label, 1e-3 on the flat logits of a random 1000-class net, so c there reaches ~1e6.
     pub c_max: f64,
     /// Stop lowering c below c_min (the example succeeds with the smallest c tried).
     pub c_min: f64,
@@ -87,7 +88,7 @@ impl Default for AttackSettings {
         AttackSettings {
             c_init: 1.0,
             bracket_factor: 3.0,
-            c_max: 1e6,
+            c_max: 1e9,
             c_min: 1e-6,
             c_rel_tol: 0.05,
             max_solves: 40,
@@ -174,11 +175,16 @@ struct Objective<'a> {
     c: Tensor,     // [B] (x0's kind)
     class: Tensor, // [B] i64: target (targeted) or label (untargeted)
     rows: Tensor,  // [a] i64: engine problem k → example rows[k]
+    /// The loss at the original of each example, [B] f64: subtracted so the objective has no constant.
+    loss0: Tensor,
     targeted: bool,
 }
 
-/// Per-example loss [b]: cross-entropy of `class` (targeted) or −log(1 − p_class) (untargeted).
+/// Per-example loss [b] f64: cross-entropy of `class` (targeted) or −log(1 − p_class) (untargeted),
+/// computed from the logits cast to f64 (the differences of two log-sum-exps near log K do not cancel
+/// there; in f32 they keep ~7 digits of a value ~log K, less than one sign step changes on flat logits).
 fn class_loss(logits: &Tensor, class: &Tensor, targeted: bool) -> Result<Tensor> {
+    let logits = logits.f_to_kind(Kind::Double)?; // [b, K]
     let lse = logits.f_logsumexp([-1i64].as_slice(), false)?; // [b]
     let zc = logits
         .f_gather(1, &class.f_unsqueeze(1)?, false)?
@@ -200,6 +206,7 @@ impl BatchObjective for Objective<'_> {
         let x0 = self.x0.f_index_select(0, &ex)?; // [b, n]
         let c = self.c.f_index_select(0, &ex)?; // [b]
         let class = self.class.f_index_select(0, &ex)?; // [b]
+        let loss0 = self.loss0.f_index_select(0, &ex)?; // [b] f64
         let xr = x.f_detach()?.f_set_requires_grad(true)?; // [b, n]
         let mut shape = vec![b];
         shape.extend_from_slice(&self.shape);
@@ -209,11 +216,14 @@ impl BatchObjective for Objective<'_> {
             .pop()
             .ok_or(AttackError::NoGradient)?; // [b, n]
         let r = x.f_sub(&x0)?; // [b, n]
-        let loss = loss.f_detach()?.f_to_kind(x.kind())?;
+                               // loss − loss(x0) in f64 before rounding to x's kind: the objective starts at 0 instead of
+                               // c·log K, so neither f32 rounding nor the relative-reduction test (factr) swallows its changes.
+        let dloss = loss.f_detach()?.f_sub(&loss0)?; // [b] f64
         let f = r
             .f_square()?
-            .f_sum_dim_intlist([-1i64].as_slice(), false, None::<Kind>)?
-            + c.f_mul(&loss)?; // [b]
+            .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Double)?
+            .f_add(&c.f_to_kind(Kind::Double)?.f_mul(&dloss)?)?
+            .f_to_kind(x.kind())?; // [b]
         let g = r.f_mul_scalar(2.0)? + grad.f_to_kind(x.kind())?.f_mul(&c.f_unsqueeze(1)?)?; // [b, n]
         Ok((f, g))
     }
@@ -232,6 +242,8 @@ struct Search {
     evaluations: Vec<usize>,
     solves: Vec<usize>,
     reason: Vec<Option<String>>,
+    /// The margin of the latest failing solve (NaN before one): the failure reason quotes it.
+    fail_margin: Vec<f64>,
     active: Vec<bool>,
     /// 0 = no failing c known.
     c_lo: Vec<f64>,
@@ -264,6 +276,7 @@ impl Search {
             evaluations: vec![0; b],
             solves: vec![0; b],
             reason: vec![None; b],
+            fail_margin: vec![f64::NAN; b],
             active: vec![true; b],
             c_lo: vec![0.0; b],
             c_hi: vec![f64::INFINITY; b],
@@ -365,6 +378,7 @@ impl Search {
             moves.to_hi.push(pair);
         } else {
             self.c_lo[i] = self.c_lo[i].max(self.c[i]);
+            self.fail_margin[i] = rows.margin[k];
             moves.to_lo.push(pair);
         }
         self.next_c(i, set);
@@ -377,8 +391,17 @@ impl Search {
             if self.c[i] > set.c_max {
                 self.active[i] = false;
                 self.reason[i] = Some(format!(
-                    "no adversarial found for c <= c_max = {:e}",
-                    set.c_max
+                    "no adversarial found for c <= c_max = {:e}: at c = {:e} the margin reached {:e} \
+                     (needs >= {:e}){}",
+                    set.c_max,
+                    self.c[i] / set.bracket_factor,
+                    self.fail_margin[i],
+                    set.min_margin.max(f64::MIN_POSITIVE),
+                    if self.fail_margin[i] > 0.0 {
+                        " (misclassified, short of the margin κ)"
+                    } else {
+                        " (the loss does not move the logits far enough: raise c_max or check the gradient)"
+                    }
                 ));
             }
         } else if self.c_lo[i] == 0.0 {
@@ -417,8 +440,9 @@ impl Search {
         for i in 0..self.success.len() {
             if !self.success[i] && self.reason[i].is_none() {
                 self.reason[i] = Some(format!(
-                    "no adversarial found within {} solves (c up to {:e})",
-                    self.solves[i], self.c[i]
+                    "no adversarial found within {} solves (c up to {:e}; margin of the last failing \
+                     solve {:e})",
+                    self.solves[i], self.c[i], self.fail_margin[i]
                 ));
             }
         }
@@ -445,6 +469,8 @@ struct Problem<'a> {
     targeted: bool,
     /// κ of [`AttackSettings::min_margin`].
     min_margin: f64,
+    /// The loss at each original, [B] f64 (see [`Objective::loss0`]).
+    loss0: Tensor,
     /// One example's shape, batch dimension excluded.
     shape: Vec<i64>,
 }
@@ -477,6 +503,7 @@ impl Problem<'_> {
             c: c_t,
             class: self.class.shallow_clone(),
             rows: rows.shallow_clone(),
+            loss0: self.loss0.shallow_clone(),
             targeted: self.targeted,
         };
         let sol = minimize(&mut obj, &start, bounds, &set.lbfgsb()?, None)?;
@@ -528,7 +555,7 @@ pub fn attack_batch(
     }
     let full_shape = x.size();
     let n: i64 = full_shape[1..].iter().product();
-    let problem = Problem {
+    let mut problem = Problem {
         model,
         x0: x
             .f_to_device(dev)?
@@ -542,12 +569,14 @@ pub fn attack_batch(
         targeted: targets.is_some(),
         min_margin: set.min_margin,
         shape: full_shape[1..].to_vec(),
+        loss0: Tensor::f_zeros([bsz], (Kind::Double, dev))?,
     };
     let mut search = Search::new(bsz as usize, &problem.x0, set.c_init)?;
     {
         let _g = tch::no_grad_guard();
         let logits = model.logits(&problem.view(&problem.x0, bsz)?)?;
         search.decide_clean(&logits, &problem)?;
+        problem.loss0 = class_loss(&logits, &problem.class, problem.targeted)?; // [B] f64
     }
     let (lower, upper) = model.input_bounds();
     let bounds = Bounds::Scalar { lower, upper };
