@@ -2,6 +2,9 @@
 //! connection weights only), minimised by full-batch L-BFGS (the engine of [`crate::optim`] with B = 1 and no
 //! bounds: "trained with L-BFGS until convergence") or by minibatch Adam; and the sparse autoencoder of
 //! AE400-10 (reconstruction + KL sparsity + weight decay), whose frozen code feeds a softmax layer.
+//! Adversarial training with per-layer pools (§4.2) is [`advtrain`].
+
+pub mod advtrain;
 
 use crate::config::{ArchSpec, ModelSpec, OptimizerSpec};
 use crate::models::zoo::{
@@ -39,6 +42,13 @@ pub enum TrainError {
         "{model}: the autoencoder stage supports `pretrain: {{kind: adam}}` only (full-batch L-BFGS on a 628k-parameter autoencoder exceeds the time budget; see README)"
     )]
     AutoencoderPretrain { model: String },
+    /// An adversarial-training setting that does not fit the model or its data.
+    #[error("{model}: {field}: {msg}")]
+    AdvTrainSetting {
+        model: String,
+        field: String,
+        msg: String,
+    },
 }
 
 /// Initial parameters [P] of `arch` on `device`, drawn by the CPU generator (the same weights from a
@@ -132,6 +142,9 @@ pub struct TrainOutcome {
     pub seconds: f64,
     #[serde(skip)]
     pub log: Vec<LogRow>,
+    /// Adversarial training's pool refreshes (empty otherwise): `pools.csv`.
+    #[serde(skip)]
+    pub pools: Vec<advtrain::RefreshRow>,
 }
 
 /// `a[0]` and `b[0]` read in one device → host copy.
@@ -217,6 +230,7 @@ pub(crate) fn train_lbfgs(
         termination: format!("{:?}", sol.termination[0]),
         seconds: start.elapsed().as_secs_f64(),
         log: obs.log,
+        pools: Vec::new(),
     };
     Ok((theta, outcome))
 }
@@ -251,7 +265,7 @@ impl AdamMoments {
 /// On a GPU nothing waits for the device inside an epoch: the shuffle is drawn on the CPU (the same
 /// permutation on every device) and copied once per epoch, the minibatch losses stay on the device and
 /// are read back together at the end of the epoch (one copy), where a non-finite loss is reported with
-/// the step it first appeared at.
+/// the step it first appeared at. An error of `loss_fn` ends the run.
 pub fn adam(
     theta0: &Tensor,
     lr: f64,
@@ -259,7 +273,7 @@ pub fn adam(
     batch_size: i64,
     n: i64,
     label: &str,
-    mut loss_fn: impl FnMut(&Tensor, &Tensor) -> Tensor,
+    mut loss_fn: impl FnMut(&Tensor, &Tensor) -> Result<Tensor>,
 ) -> Result<(Tensor, TrainOutcome)> {
     let start = Instant::now();
     let device = theta0.device();
@@ -281,7 +295,7 @@ pub fn adam(
         for s in 0..steps_per_epoch {
             let idx = perm.narrow(0, s * batch_size, batch_size.min(n - s * batch_size));
             let t = theta.detach().set_requires_grad(true);
-            let loss = loss_fn(&t, &idx);
+            let loss = loss_fn(&t, &idx)?;
             let g = Tensor::run_backward(&[&loss], &[&t], false, false)
                 .pop()
                 .expect("grad");
@@ -325,6 +339,7 @@ pub fn adam(
         termination: format!("{epochs} epochs"),
         seconds: start.elapsed().as_secs_f64(),
         log,
+        pools: Vec::new(),
     };
     Ok((theta, outcome))
 }
@@ -364,7 +379,7 @@ fn optimise(
             adam(theta0, *lr, *epochs, *batch_size, n, label, |t, idx| {
                 let xb = problem.x.index_select(0, idx);
                 let yb = problem.y.index_select(0, idx);
-                problem.loss(t, &xb, &yb, true)
+                Ok(problem.loss(t, &xb, &yb, true))
             })
         }
     }
@@ -421,6 +436,9 @@ pub fn train_model(
                 pretrain,
             };
             train_autoencoder_classifier(spec, arch, &ae, x, y)
+        }
+        _ if spec.advtrain.is_some() => {
+            advtrain::train(spec, spec.advtrain.as_ref().expect("checked"), x, y, seed)
         }
         _ => {
             let device = x.device();
@@ -523,7 +541,9 @@ fn pretrain_autoencoder(
             &label,
             |t, idx| {
                 let xb = x.index_select(0, idx);
-                autoencoder_loss(&ae, &ae_layout, t, &xb, stage.rho, stage.beta, &ae_decay)
+                Ok(autoencoder_loss(
+                    &ae, &ae_layout, t, &xb, stage.rho, stage.beta, &ae_decay,
+                ))
             },
         )?,
         OptimizerSpec::Lbfgs { .. } => {

@@ -3,6 +3,7 @@
 //! field.
 
 use crate::models::zoo::{presets, Architecture, Layer};
+use crate::train::advtrain::AdvTrainSettings;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -186,6 +187,10 @@ pub struct ModelSpec {
     /// Seed of the initialisation and minibatch order; default: the experiment's seed.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Adversarial training with per-layer pools (§4.2; docs/advtrain.md): the `advtrain` kind of model.
+    /// Needs `optimizer: {kind: adam}`. Absent: ordinary training (and absent from the fingerprint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advtrain: Option<AdvTrainSettings>,
 }
 
 fn default_train_on() -> TrainSet {
@@ -257,7 +262,42 @@ impl ModelSpec {
             }
             _ => {}
         }
-        validate_opt(&self.optimizer, file, &format!("{field}.optimizer"))
+        validate_opt(&self.optimizer, file, &format!("{field}.optimizer"))?;
+        if let Some(a) = &self.advtrain {
+            self.validate_advtrain(a, &arch, file, field)?;
+        }
+        Ok(())
+    }
+
+    /// The `advtrain` block against the architecture, the training set's size and the optimiser.
+    fn validate_advtrain(
+        &self,
+        a: &AdvTrainSettings,
+        arch: &Architecture,
+        file: &str,
+        field: &str,
+    ) -> Result<()> {
+        let OptimizerSpec::Adam { epochs, .. } = self.optimizer else {
+            return Err(Error::config(
+                file,
+                format!("{field}.optimizer"),
+                "adversarial training (`advtrain`) runs minibatch Adam: use `optimizer: {kind: adam, ...}`",
+            ));
+        };
+        if matches!(self.arch, ArchSpec::Autoencoder { .. }) {
+            return Err(Error::config(
+                file,
+                format!("{field}.advtrain"),
+                "not available for the autoencoder model",
+            ));
+        }
+        let n = match self.train_on {
+            TrainSet::Train => 60_000,
+            TrainSet::P1 | TrainSet::P2 => 30_000,
+        };
+        a.check(arch, n, epochs)
+            .map(|_| ())
+            .map_err(|(f, m)| Error::config(file, format!("{field}.advtrain.{f}"), m))
     }
 }
 

@@ -64,6 +64,37 @@ pub fn evaluate_all(model: &ZooModel, data: &MnistData) -> Result<ModelErrors> {
     })
 }
 
+/// Adversarial training's refresh log (`pools.csv`: one row per refresh of one layer's pool), if any.
+fn write_pools(outcomes: &[crate::train::TrainOutcome], out: &Path) -> Result<()> {
+    let rows: Vec<_> = outcomes.iter().flat_map(|o| &o.pools).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        "step",
+        "layer",
+        "attacked",
+        "succeeded",
+        "already",
+        "mean_distortion",
+        "filled",
+        "seconds",
+    ]);
+    for r in rows {
+        t.push(vec![
+            r.step.to_string(),
+            r.layer.clone(),
+            r.attacked.to_string(),
+            r.succeeded.to_string(),
+            r.already.to_string(),
+            format!("{:.6}", r.mean_distortion),
+            r.filled.to_string(),
+            format!("{:.3}", r.seconds),
+        ]);
+    }
+    t.write_csv(&out.join("pools.csv"))
+}
+
 /// Trains `spec` on `data`, evaluates it and saves it into `out` (model.json, weights.safetensors,
 /// train_log.csv). Returns the model and its errors.
 pub fn train_and_save(
@@ -115,6 +146,7 @@ pub fn train_and_save(
         }
     }
     log_table.write_csv(&out.join("train_log.csv"))?;
+    write_pools(&outcomes, out)?;
     model.record = serde_json::json!({
         "spec": spec,
         "seed": seed,
