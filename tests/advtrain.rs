@@ -341,3 +341,61 @@ fn a_short_adversarial_training_run_on_a_subset() {
         "{e}"
     );
 }
+
+#[test]
+fn the_mlp_dropout_option_adds_dropout_layers_and_checks_its_range() {
+    let yaml = spec_yaml("{layers: [fc1.sigmoid]}", "").replace(
+        "activation: sigmoid}",
+        "activation: sigmoid, dropout: 0.5, input_dropout: 0.2}",
+    );
+    let exp = Experiment::parse(&yaml, "a.yaml").unwrap();
+    let arch = exp.models[0].arch.architecture();
+    assert_eq!(
+        arch.output_names(),
+        [
+            "input.flatten",
+            "input.dropout",
+            "fc1",
+            "fc1.sigmoid",
+            "fc1.dropout",
+            "fc2",
+            "fc2.sigmoid",
+            "fc2.dropout",
+            "fc3"
+        ]
+    );
+    // The pool at fc1.sigmoid trains everything above it, dropout included.
+    let s = Split::of(&arch, "fc1.sigmoid").unwrap();
+    assert_eq!(s.upper.layers[0], Layer::Dropout { p: 0.5 });
+    let e = Experiment::parse(&yaml.replace("dropout: 0.5", "dropout: 1.0"), "a.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("models[0].arch.dropout") && e.contains("[0, 1)"),
+        "{e}"
+    );
+    // Without the option the architecture (and the spec's serialisation) is the plain MLP's.
+    let plain = Experiment::parse(&spec_yaml("{layers: [input]}", ""), "a.yaml").unwrap();
+    assert_eq!(
+        plain.models[0].arch.architecture(),
+        blindspot::models::zoo::presets::mlp(&[20, 20], Layer::Sigmoid)
+    );
+    let json = serde_json::to_string(&plain.models[0].arch).unwrap();
+    assert!(!json.contains("dropout"), "{json}");
+}
+
+#[test]
+fn the_advtrain_experiment_files_parse() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let quick = Experiment::load(&root.join("advtrain-quick.yaml")).unwrap();
+    assert!(quick.models.iter().any(|m| m.advtrain.is_some()));
+    let full = Experiment::load(&root.join("advtrain.yaml")).unwrap();
+    let names: Vec<&str> = full.models.iter().map(|m| m.name.as_str()).collect();
+    for row in ["wd", "dropout", "adv-input", "adv-layers"] {
+        for seed in 1..=3 {
+            let n = format!("N100-{row}-s{seed}");
+            assert!(names.contains(&n.as_str()), "{n} missing");
+        }
+    }
+    assert!(names.contains(&"N100-adv-fc1-s1") && names.contains(&"N100-adv-fc2-s1"));
+}

@@ -58,6 +58,12 @@ pub enum ArchSpec {
         hidden: Vec<i64>,
         #[serde(default = "default_act")]
         activation: Activation,
+        /// Dropout probability after each hidden activation (the dropout baseline of §4.2); absent: none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dropout: Option<f64>,
+        /// Dropout probability on the input pixels; absent: none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input_dropout: Option<f64>,
     },
     /// [conv(kernel×kernel, c) → ReLU → max-pool 2×2] for each c of `channels` (one number or a list)
     /// → FC(hidden) → ReLU → dropout → FC(10).
@@ -102,7 +108,17 @@ impl ArchSpec {
     pub fn architecture(&self) -> Architecture {
         match self {
             ArchSpec::Softmax => presets::mlp(&[], Layer::Sigmoid),
-            ArchSpec::Mlp { hidden, activation } => presets::mlp(hidden, activation.layer()),
+            ArchSpec::Mlp {
+                hidden,
+                activation,
+                dropout,
+                input_dropout,
+            } => presets::mlp_dropout(
+                hidden,
+                activation.layer(),
+                input_dropout.unwrap_or(0.0),
+                dropout.unwrap_or(0.0),
+            ),
             ArchSpec::Conv {
                 channels,
                 kernel,
@@ -228,6 +244,20 @@ impl ModelSpec {
         match &self.arch {
             ArchSpec::Mlp { hidden, .. } if hidden.iter().any(|h| *h < 1) => {
                 return err("arch.hidden", "sizes must be ≥ 1".into())
+            }
+            ArchSpec::Mlp {
+                dropout,
+                input_dropout,
+                ..
+            } => {
+                for (f, p) in [
+                    ("arch.dropout", dropout),
+                    ("arch.input_dropout", input_dropout),
+                ] {
+                    if p.is_some_and(|p| !(0.0..1.0).contains(&p)) {
+                        return err(f, "must be in [0, 1)".into());
+                    }
+                }
             }
             ArchSpec::Conv { dropout, .. } if !(0.0..1.0).contains(dropout) => {
                 return err("arch.dropout", "must be in [0, 1)".into())
