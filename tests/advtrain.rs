@@ -398,4 +398,12 @@ fn the_advtrain_experiment_files_parse() {
         }
     }
     assert!(names.contains(&"N100-adv-fc1-s1") && names.contains(&"N100-adv-fc2-s1"));
+    // Models without the new blocks serialise as before (their stage fingerprints are unchanged).
+    for m in &Experiment::load(&root.join("quick.yaml")).unwrap().models {
+        let json = serde_json::to_string(m).unwrap();
+        assert!(
+            !json.contains("advtrain") && !json.contains("input_dropout"),
+            "{json}"
+        );
+    }
 }
