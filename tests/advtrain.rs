@@ -303,9 +303,18 @@ fn a_short_adversarial_training_run_on_a_subset() {
     let yaml = spec_yaml(adv, "").replace("lr: 3.0e-3, epochs: 3", "lr: 2.0e-2, epochs: 7");
     let exp = Experiment::parse(&yaml, "a.yaml").unwrap();
     let spec = &exp.models[0];
-    let (x, y) = mnist_subset(1000);
-    let (model, out) = blindspot::train::train_model(spec, &x, &y, 1).unwrap();
+    let (xa, ya) = mnist_subset(1500);
+    let (x, y) = (xa.narrow(0, 0, 1000), ya.narrow(0, 0, 1000));
+    let (hx, hy) = (xa.narrow(0, 1000, 500), ya.narrow(0, 1000, 500));
+    let (model, out) =
+        blindspot::train::train_model_heldout(spec, &x, &y, 1, Some((&hx, &hy))).unwrap();
     let o = &out[0];
+    // The held-out error after every epoch; the last one is the final model's.
+    let curve: Vec<f64> = o.log.iter().filter_map(|r| r.heldout_error).collect();
+    assert_eq!(curve.len(), 7, "{curve:?}");
+    assert!(curve.iter().all(|e| (0.0..=1.0).contains(e)), "{curve:?}");
+    let last = blindspot::train::error_rate(&model, &hx, &hy).unwrap();
+    assert!((curve[6] - last).abs() < 1e-9, "{curve:?} vs {last}");
     assert_eq!((o.optimizer.as_str(), o.iterations), ("adam+advtrain", 70));
     assert!(o.final_loss.is_finite());
     // 10 steps per epoch: refreshes at steps 50, 55, 60, 65, one row per layer each.

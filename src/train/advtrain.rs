@@ -19,7 +19,7 @@
 pub mod pool;
 pub mod subnet;
 
-use super::{adam, decay_vector, init_on, TrainOutcome};
+use super::{adam, decay_vector, error_at, init_on, TrainOutcome};
 use crate::attack::{attack_batch, random_targets, AttackSettings};
 use crate::config::{ModelSpec, OptimizerSpec};
 use crate::models::zoo::{forward_all, Architecture, ZooModel};
@@ -243,14 +243,15 @@ impl Pools<'_> {
     }
 }
 
-/// Trains `spec` (its `advtrain` block and Adam optimiser) on `x` [N, ..], `y` [N] with per-layer pools.
-/// Returns the model and its record, whose `pools` field is the refresh log.
+/// Trains `spec` (its `advtrain` block and Adam optimiser) on `x` [N, ..], `y` [N] with per-layer pools,
+/// logging the error on `heldout` (images, labels) after every epoch if given. Returns the model and its
+/// record, whose `pools` field is the refresh log.
 pub fn train(
     spec: &ModelSpec,
     settings: &AdvTrainSettings,
-    x: &Tensor,
-    y: &Tensor,
+    (x, y): (&Tensor, &Tensor),
     seed: u64,
+    heldout: Option<(&Tensor, &Tensor)>,
 ) -> Result<(ZooModel, Vec<TrainOutcome>)> {
     let arch = spec.arch.architecture();
     let OptimizerSpec::Adam {
@@ -289,7 +290,12 @@ pub fn train(
     let steps_per_epoch = (n + batch_size - 1) / batch_size;
     let warmup = settings.warmup_epochs * steps_per_epoch as usize;
     let mut step = 0usize;
-    let (theta, mut out) = adam(&theta0, lr, epochs, batch_size, n, &spec.name, |t, idx| {
+    let eval = |t: &Tensor| match heldout {
+        Some((hx, hy)) => error_at(&arch, &layout, t, hx, hy),
+        None => Ok(f64::NAN),
+    };
+    let eval_ref: super::HeldoutEval = &eval;
+    let step_loss = |t: &Tensor, idx: &Tensor| {
         if step >= warmup && (step - warmup) % settings.refresh_every == 0 {
             state.refresh(step, t, x, y)?;
         }
@@ -304,7 +310,17 @@ pub fn train(
             Some(p) => clean * (1.0 - settings.mix) + p * settings.mix + wd,
             None => clean + wd,
         })
-    })?;
+    };
+    let (theta, mut out) = adam(
+        &theta0,
+        lr,
+        epochs,
+        batch_size,
+        n,
+        &spec.name,
+        step_loss,
+        heldout.map(|_| eval_ref),
+    )?;
     out.optimizer = "adam+advtrain".into();
     out.pools = state.log;
     let model = ZooModel::new(&spec.name, arch.clone(), theta, serde_json::json!({}))?;
