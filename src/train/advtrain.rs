@@ -23,6 +23,7 @@ use super::{adam, decay_vector, error_at, init_on, TrainOutcome};
 use crate::attack::{attack_batch, random_targets, AttackSettings};
 use crate::config::{ModelSpec, OptimizerSpec};
 use crate::models::zoo::{forward_all, Architecture, ZooModel};
+use crate::models::Classifier;
 use crate::Result;
 use pool::Pool;
 use rand::SeedableRng;
@@ -189,7 +190,7 @@ impl Pools<'_> {
             let net = split.subnet(self.name, theta)?;
             let targets = if self.settings.targeted {
                 let l = Vec::<i64>::try_from(&labels.to_device(tch::Device::Cpu))?;
-                let t = random_targets(&l, 10, self.seed ^ step as u64);
+                let t = random_targets(&l, net.num_classes(), self.seed ^ step as u64);
                 Some(Tensor::from_slice(&t).to_device(x.device()))
             } else {
                 None
