@@ -416,3 +416,33 @@ fn the_advtrain_experiment_files_parse() {
         );
     }
 }
+
+#[test]
+fn a_relu_layer_is_attacked_in_its_half_open_box() {
+    // 6 → 8 (ReLU) → 3: the adversarial hidden values stay ≥ 0 (no upper bound) and flip the top layer.
+    let arch = Architecture {
+        input_shape: vec![6],
+        layers: vec![linear("fc1", 6, 8), Layer::Relu, linear("fc2", 8, 3)],
+    };
+    tch::manual_seed(11);
+    let theta = init_params(&arch, Device::Cpu) * 3.0; // [P]
+    let x = Tensor::rand([12, 6], (Kind::Float, Device::Cpu)); // [12, 6]
+    let split = Split::of(&arch, "fc1.relu").unwrap();
+    let h = split.values(&arch, &theta, &x); // [12, 8]
+    let net = split.subnet("relu", &theta).unwrap();
+    assert_eq!(net.input_bounds(), (0.0, f64::INFINITY));
+    let labels = net.logits(&h).unwrap().argmax(-1, false); // [12]
+    let out = attack_batch(&net, &h, &labels, None, &AttackSettings::default()).unwrap();
+    let adv = &out.adversarial; // [12, 8]
+    assert!(adv.min().double_value(&[]) >= 0.0);
+    let direct = fc(&theta, 6 * 8 + 8, 8, 3, adv).argmax(-1, false); // [12]
+    let (pred, lab) = (
+        Vec::<i64>::try_from(&direct).unwrap(),
+        Vec::<i64>::try_from(&labels).unwrap(),
+    );
+    let won: Vec<usize> = (0..12).filter(|&i| out.success[i]).collect();
+    assert!(won.len() >= 9, "only {} of 12 succeeded", won.len());
+    for i in won {
+        assert_ne!(pred[i], lab[i], "row {i}");
+    }
+}
