@@ -9,6 +9,7 @@
 //! | §4.2 the MNIST model zoo (Tables 1, 3), TorchScript models (AlexNet) | [`models`] |
 //! | "trained with L-BFGS until convergence"; the attack's box-constrained L-BFGS | [`optim`] (one batched L-BFGS-B engine) |
 //! | training with weight decay λ·Σw²/k | [`train`] |
+//! | §4.2 adversarial training with per-layer pools (foundation; not yet run) | [`train::advtrain`] |
 //! | §4.1 the attack, §4.2 Tables 1, 3 (distortions), Fig 7 | [`attack`] |
 //! | §4.2 cross-model generalisation, Tables 2 and 4 | [`attack::transfer`] |
 //! | §3 units vs random directions, Figs 1–4 | [`units`] |

@@ -2,6 +2,11 @@
 //! connection weights only), minimised by full-batch L-BFGS (the engine of [`crate::optim`] with B = 1 and no
 //! bounds: "trained with L-BFGS until convergence") or by minibatch Adam; and the sparse autoencoder of
 //! AE400-10 (reconstruction + KL sparsity + weight decay), whose frozen code feeds a softmax layer.
+//! Adversarial training with per-layer pools (§4.2) is [`advtrain`].
+
+mod adam;
+pub mod advtrain;
+pub use adam::{adam, error_at, HeldoutEval};
 
 use crate::config::{ArchSpec, ModelSpec, OptimizerSpec};
 use crate::models::zoo::{
@@ -39,6 +44,13 @@ pub enum TrainError {
         "{model}: the autoencoder stage supports `pretrain: {{kind: adam}}` only (full-batch L-BFGS on a 628k-parameter autoencoder exceeds the time budget; see README)"
     )]
     AutoencoderPretrain { model: String },
+    /// An adversarial-training setting that does not fit the model or its data.
+    #[error("{model}: {field}: {msg}")]
+    AdvTrainSetting {
+        model: String,
+        field: String,
+        msg: String,
+    },
 }
 
 /// Initial parameters [P] of `arch` on `device`, drawn by the CPU generator (the same weights from a
@@ -119,6 +131,8 @@ pub struct LogRow {
     pub grad_norm: f64,
     pub evaluations: usize,
     pub seconds: f64,
+    /// Error on the held-out set after this row (Adam with a held-out set only): `heldout.csv`.
+    pub heldout_error: Option<f64>,
 }
 
 /// How a training run went (goes into `model.json`).
@@ -132,6 +146,9 @@ pub struct TrainOutcome {
     pub seconds: f64,
     #[serde(skip)]
     pub log: Vec<LogRow>,
+    /// Adversarial training's pool refreshes (empty otherwise): `pools.csv`.
+    #[serde(skip)]
+    pub pools: Vec<advtrain::RefreshRow>,
 }
 
 /// `a[0]` and `b[0]` read in one device → host copy.
@@ -170,6 +187,7 @@ impl Observer for LbfgsObserver {
             grad_norm: pg,
             evaluations: info.evals_total,
             seconds: self.start.elapsed().as_secs_f64(),
+            heldout_error: None,
         });
         self.bar.set_position(info.iter as u64);
         self.bar.set_message(format!("loss {loss:.5}"));
@@ -217,124 +235,18 @@ pub(crate) fn train_lbfgs(
         termination: format!("{:?}", sol.termination[0]),
         seconds: start.elapsed().as_secs_f64(),
         log: obs.log,
+        pools: Vec::new(),
     };
     Ok((theta, outcome))
 }
 
-/// Adam's moment estimates (β = 0.9, 0.999, ε = 1e-8).
-struct AdamMoments {
-    m: Tensor, // [P]
-    v: Tensor, // [P]
-}
-
-impl AdamMoments {
-    const B1: f64 = 0.9;
-    const B2: f64 = 0.999;
-    const EPS: f64 = 1e-8;
-
-    /// θ after step number `step` (1-based) with gradient `g` [P] and learning rate `lr_t`.
-    fn step(&mut self, theta: &Tensor, g: &Tensor, step: usize, lr_t: f64) -> Tensor {
-        let (b1, b2, eps) = (Self::B1, Self::B2, Self::EPS);
-        tch::no_grad(|| {
-            self.m = &self.m * b1 + g * (1.0 - b1);
-            self.v = &self.v * b2 + (g * g) * (1.0 - b2);
-            let mhat = &self.m / (1.0 - b1.powi(step as i32));
-            let vhat = &self.v / (1.0 - b2.powi(step as i32));
-            theta - mhat / (vhat.sqrt() + eps) * lr_t
-        })
-    }
-}
-
-/// Minibatch Adam (β = 0.9, 0.999, ε = 1e-8) with cosine decay of the learning rate to zero, over a
-/// seeded shuffle each epoch; `loss_fn(theta, batch_indices)` gives the minibatch loss.
-///
-/// On a GPU nothing waits for the device inside an epoch: the shuffle is drawn on the CPU (the same
-/// permutation on every device) and copied once per epoch, the minibatch losses stay on the device and
-/// are read back together at the end of the epoch (one copy), where a non-finite loss is reported with
-/// the step it first appeared at.
-pub fn adam(
-    theta0: &Tensor,
-    lr: f64,
-    epochs: usize,
-    batch_size: i64,
-    n: i64,
-    label: &str,
-    mut loss_fn: impl FnMut(&Tensor, &Tensor) -> Tensor,
-) -> Result<(Tensor, TrainOutcome)> {
-    let start = Instant::now();
-    let device = theta0.device();
-    let mut theta = theta0.detach().copy();
-    let mut moments = AdamMoments {
-        m: theta.zeros_like(),
-        v: theta.zeros_like(),
-    };
-    let steps_per_epoch = (n + batch_size - 1) / batch_size;
-    let total = steps_per_epoch as usize * epochs;
-    let bar = crate::progress::bar(total as u64, label, "step");
-    let mut log = Vec::new();
-    let mut step = 0usize;
-    let mut last = f64::NAN;
-    for epoch in 0..epochs {
-        // Drawn by the CPU generator whatever the device, so a seed shuffles alike everywhere.
-        let perm = Tensor::randperm(n, (Kind::Int64, Device::Cpu)).to_device(device); // [N]
-        let mut losses = Vec::with_capacity(steps_per_epoch as usize); // [] each, on the device
-        for s in 0..steps_per_epoch {
-            let idx = perm.narrow(0, s * batch_size, batch_size.min(n - s * batch_size));
-            let t = theta.detach().set_requires_grad(true);
-            let loss = loss_fn(&t, &idx);
-            let g = Tensor::run_backward(&[&loss], &[&t], false, false)
-                .pop()
-                .expect("grad");
-            step += 1;
-            let lr_t =
-                0.5 * lr * (1.0 + (std::f64::consts::PI * (step - 1) as f64 / total as f64).cos());
-            theta = moments.step(&theta, &g, step, lr_t);
-            losses.push(loss.detach());
-            bar.inc(1);
-        }
-        let l = Vec::<f64>::try_from(
-            &Tensor::stack(&losses, 0)
-                .to_kind(Kind::Double)
-                .to_device(Device::Cpu),
-        )?; // [steps_per_epoch]: the epoch's one copy
-        if let Some(s) = l.iter().position(|v| !v.is_finite()) {
-            return Err(TrainError::AdamDiverged {
-                label: label.to_string(),
-                loss: l[s],
-                epoch,
-                step: s as i64,
-            }
-            .into());
-        }
-        last = l.iter().sum::<f64>() / steps_per_epoch as f64;
-        bar.set_message(format!("ep{} {last:.4}", epoch + 1));
-        log.push(LogRow {
-            step,
-            loss: last,
-            grad_norm: f64::NAN,
-            evaluations: step,
-            seconds: start.elapsed().as_secs_f64(),
-        });
-    }
-    bar.finish_and_clear();
-    let outcome = TrainOutcome {
-        optimizer: "adam".into(),
-        iterations: step,
-        evaluations: step,
-        final_loss: last,
-        termination: format!("{epochs} epochs"),
-        seconds: start.elapsed().as_secs_f64(),
-        log,
-    };
-    Ok((theta, outcome))
-}
-
-/// Runs `opt` on `problem` from `theta0`.
+/// Runs `opt` on `problem` from `theta0` (Adam: with the held-out error after each epoch if given).
 fn optimise(
     problem: Problem,
     theta0: &Tensor,
     opt: &OptimizerSpec,
     label: &str,
+    heldout: Option<HeldoutEval>,
 ) -> Result<(Tensor, TrainOutcome)> {
     match opt {
         OptimizerSpec::Lbfgs {
@@ -361,11 +273,20 @@ fn optimise(
             batch_size,
         } => {
             let n = problem.x.size()[0];
-            adam(theta0, *lr, *epochs, *batch_size, n, label, |t, idx| {
-                let xb = problem.x.index_select(0, idx);
-                let yb = problem.y.index_select(0, idx);
-                problem.loss(t, &xb, &yb, true)
-            })
+            adam(
+                theta0,
+                *lr,
+                *epochs,
+                *batch_size,
+                n,
+                label,
+                |t, idx| {
+                    let xb = problem.x.index_select(0, idx);
+                    let yb = problem.y.index_select(0, idx);
+                    Ok(problem.loss(t, &xb, &yb, true))
+                },
+                heldout,
+            )
         }
     }
 }
@@ -403,6 +324,18 @@ pub fn train_model(
     y: &Tensor,
     seed: u64,
 ) -> Result<(ZooModel, Vec<TrainOutcome>)> {
+    train_model_heldout(spec, x, y, seed, None)
+}
+
+/// [`train_model`], with Adam's log rows carrying the error on `heldout` ([M, ..] images, [M] labels, on
+/// x's device) after every epoch (not for the autoencoder).
+pub fn train_model_heldout(
+    spec: &ModelSpec,
+    x: &Tensor,
+    y: &Tensor,
+    seed: u64,
+    heldout: Option<(&Tensor, &Tensor)>,
+) -> Result<(ZooModel, Vec<TrainOutcome>)> {
     crate::device::seed_everything(seed);
     let arch = spec.arch.architecture();
     match &spec.arch {
@@ -422,6 +355,10 @@ pub fn train_model(
             };
             train_autoencoder_classifier(spec, arch, &ae, x, y)
         }
+        _ if spec.advtrain.is_some() => {
+            let adv = spec.advtrain.as_ref().expect("checked");
+            advtrain::train(spec, adv, (x, y), seed, heldout)
+        }
         _ => {
             let device = x.device();
             let layout = arch.param_layout();
@@ -434,7 +371,13 @@ pub fn train_model(
                 y,
                 decay: &decay,
             };
-            let (theta, out) = optimise(problem, &theta0, &spec.optimizer, &spec.name)?;
+            let eval = |t: &Tensor| match heldout {
+                Some((hx, hy)) => error_at(&arch, &layout, t, hx, hy),
+                None => Ok(f64::NAN),
+            };
+            let eval_ref: HeldoutEval = &eval;
+            let h = heldout.map(|_| eval_ref);
+            let (theta, out) = optimise(problem, &theta0, &spec.optimizer, &spec.name, h)?;
             let model = ZooModel::new(&spec.name, arch.clone(), theta, serde_json::json!({}))?;
             Ok((model, vec![out]))
         }
@@ -488,8 +431,13 @@ fn train_autoencoder_classifier(
         y,
         decay: &top_decay,
     };
-    let (top_theta, top_out) =
-        optimise(problem, &init_on(&top, device), &spec.optimizer, &spec.name)?;
+    let (top_theta, top_out) = optimise(
+        problem,
+        &init_on(&top, device),
+        &spec.optimizer,
+        &spec.name,
+        None,
+    )?;
     let theta = Tensor::cat(&[enc_theta, top_theta], 0);
     let model = ZooModel::new(&spec.name, arch, theta, serde_json::json!({}))?;
     Ok((model, vec![ae_out, top_out]))
@@ -523,8 +471,11 @@ fn pretrain_autoencoder(
             &label,
             |t, idx| {
                 let xb = x.index_select(0, idx);
-                autoencoder_loss(&ae, &ae_layout, t, &xb, stage.rho, stage.beta, &ae_decay)
+                Ok(autoencoder_loss(
+                    &ae, &ae_layout, t, &xb, stage.rho, stage.beta, &ae_decay,
+                ))
             },
+            None,
         )?,
         OptimizerSpec::Lbfgs { .. } => {
             return Err(TrainError::AutoencoderPretrain {

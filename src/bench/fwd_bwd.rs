@@ -17,6 +17,8 @@ pub fn fwd_bwd(reps: usize, rounds: usize, python: &Path) -> Result<String> {
     let arch = ArchSpec::Mlp {
         hidden: vec![100, 100],
         activation: crate::config::Activation::Sigmoid,
+        dropout: None,
+        input_dropout: None,
     }
     .architecture();
     let layout = arch.param_layout();

@@ -3,6 +3,7 @@
 //! field.
 
 use crate::models::zoo::{presets, Architecture, Layer};
+use crate::train::advtrain::AdvTrainSettings;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +58,12 @@ pub enum ArchSpec {
         hidden: Vec<i64>,
         #[serde(default = "default_act")]
         activation: Activation,
+        /// Dropout probability after each hidden activation (the dropout baseline of §4.2); absent: none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dropout: Option<f64>,
+        /// Dropout probability on the input pixels; absent: none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input_dropout: Option<f64>,
     },
     /// [conv(kernel×kernel, c) → ReLU → max-pool 2×2] for each c of `channels` (one number or a list)
     /// → FC(hidden) → ReLU → dropout → FC(10).
@@ -101,7 +108,17 @@ impl ArchSpec {
     pub fn architecture(&self) -> Architecture {
         match self {
             ArchSpec::Softmax => presets::mlp(&[], Layer::Sigmoid),
-            ArchSpec::Mlp { hidden, activation } => presets::mlp(hidden, activation.layer()),
+            ArchSpec::Mlp {
+                hidden,
+                activation,
+                dropout,
+                input_dropout,
+            } => presets::mlp_dropout(
+                hidden,
+                activation.layer(),
+                input_dropout.unwrap_or(0.0),
+                dropout.unwrap_or(0.0),
+            ),
             ArchSpec::Conv {
                 channels,
                 kernel,
@@ -186,6 +203,10 @@ pub struct ModelSpec {
     /// Seed of the initialisation and minibatch order; default: the experiment's seed.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Adversarial training with per-layer pools (§4.2; docs/advtrain.md): the `advtrain` kind of model.
+    /// Needs `optimizer: {kind: adam}`. Absent: ordinary training (and absent from the fingerprint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advtrain: Option<AdvTrainSettings>,
 }
 
 fn default_train_on() -> TrainSet {
@@ -224,6 +245,20 @@ impl ModelSpec {
             ArchSpec::Mlp { hidden, .. } if hidden.iter().any(|h| *h < 1) => {
                 return err("arch.hidden", "sizes must be ≥ 1".into())
             }
+            ArchSpec::Mlp {
+                dropout,
+                input_dropout,
+                ..
+            } => {
+                for (f, p) in [
+                    ("arch.dropout", dropout),
+                    ("arch.input_dropout", input_dropout),
+                ] {
+                    if p.is_some_and(|p| !(0.0..1.0).contains(&p)) {
+                        return err(f, "must be in [0, 1)".into());
+                    }
+                }
+            }
             ArchSpec::Conv { dropout, .. } if !(0.0..1.0).contains(dropout) => {
                 return err("arch.dropout", "must be in [0, 1)".into())
             }
@@ -257,7 +292,42 @@ impl ModelSpec {
             }
             _ => {}
         }
-        validate_opt(&self.optimizer, file, &format!("{field}.optimizer"))
+        validate_opt(&self.optimizer, file, &format!("{field}.optimizer"))?;
+        if let Some(a) = &self.advtrain {
+            self.validate_advtrain(a, &arch, file, field)?;
+        }
+        Ok(())
+    }
+
+    /// The `advtrain` block against the architecture, the training set's size and the optimiser.
+    fn validate_advtrain(
+        &self,
+        a: &AdvTrainSettings,
+        arch: &Architecture,
+        file: &str,
+        field: &str,
+    ) -> Result<()> {
+        let OptimizerSpec::Adam { epochs, .. } = self.optimizer else {
+            return Err(Error::config(
+                file,
+                format!("{field}.optimizer"),
+                "adversarial training (`advtrain`) runs minibatch Adam: use `optimizer: {kind: adam, ...}`",
+            ));
+        };
+        if matches!(self.arch, ArchSpec::Autoencoder { .. }) {
+            return Err(Error::config(
+                file,
+                format!("{field}.advtrain"),
+                "not available for the autoencoder model",
+            ));
+        }
+        let n = match self.train_on {
+            TrainSet::Train => 60_000,
+            TrainSet::P1 | TrainSet::P2 => 30_000,
+        };
+        a.check(arch, n, epochs)
+            .map(|_| ())
+            .map_err(|(f, m)| Error::config(file, format!("{field}.advtrain.{f}"), m))
     }
 }
 

@@ -2,7 +2,7 @@
 //! MNIST set and save it (`model.json`, `weights.safetensors`, `train_log.csv`) in `models/<name>/`.
 
 use super::stage::{Ctx, Stage};
-use crate::config::ModelSpec;
+use crate::config::{ModelSpec, TrainSet};
 use crate::data::MnistData;
 use crate::models::zoo::ZooModel;
 use crate::results::models::ModelErrors;
@@ -64,6 +64,68 @@ pub fn evaluate_all(model: &ZooModel, data: &MnistData) -> Result<ModelErrors> {
     })
 }
 
+/// Adversarial training's refresh log (`pools.csv`: one row per refresh of one layer's pool), if any.
+fn write_pools(outcomes: &[crate::train::TrainOutcome], out: &Path) -> Result<()> {
+    let rows: Vec<_> = outcomes.iter().flat_map(|o| &o.pools).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        "step",
+        "layer",
+        "attacked",
+        "succeeded",
+        "already",
+        "mean_distortion",
+        "filled",
+        "seconds",
+    ]);
+    for r in rows {
+        t.push(vec![
+            r.step.to_string(),
+            r.layer.clone(),
+            r.attacked.to_string(),
+            r.succeeded.to_string(),
+            r.already.to_string(),
+            format!("{:.6}", r.mean_distortion),
+            r.filled.to_string(),
+            format!("{:.3}", r.seconds),
+        ]);
+    }
+    t.write_csv(&out.join("pools.csv"))
+}
+
+/// The held-out error after each Adam epoch (`heldout.csv`), for models trained on P1 or P2.
+fn write_heldout(
+    outcomes: &[crate::train::TrainOutcome],
+    spec: &ModelSpec,
+    out: &Path,
+) -> Result<()> {
+    let set = match spec.train_on {
+        TrainSet::P1 => "p2",
+        TrainSet::P2 => "p1",
+        TrainSet::Train => return Ok(()),
+    };
+    let mut t = Table::new(&["phase", "step", "seconds", "heldout_set", "error"]);
+    for (phase, o) in outcomes.iter().enumerate() {
+        for r in &o.log {
+            if let Some(e) = r.heldout_error {
+                t.push(vec![
+                    phase.to_string(),
+                    r.step.to_string(),
+                    format!("{:.3}", r.seconds),
+                    set.to_string(),
+                    e.to_string(),
+                ]);
+            }
+        }
+    }
+    if t.rows.is_empty() {
+        return Ok(());
+    }
+    t.write_csv(&out.join("heldout.csv"))
+}
+
 /// Trains `spec` on `data`, evaluates it and saves it into `out` (model.json, weights.safetensors,
 /// train_log.csv). Returns the model and its errors.
 pub fn train_and_save(
@@ -84,8 +146,18 @@ pub fn train_and_save(
         device
     );
     let start = Instant::now();
-    let (mut model, outcomes) = crate::train::train_model(spec, &x, &y, seed)?;
-    drop((x, y));
+    // Trained on one half of the split: the other half is held out, its error logged per Adam epoch.
+    let heldout = match spec.train_on {
+        TrainSet::P1 => Some(data.set("p2")?),
+        TrainSet::P2 => Some(data.set("p1")?),
+        TrainSet::Train => None,
+    };
+    let h = heldout
+        .as_ref()
+        .map(|s| (s.images.to_device(device), s.labels.to_device(device)));
+    let (mut model, outcomes) =
+        crate::train::train_model_heldout(spec, &x, &y, seed, h.as_ref().map(|(a, b)| (a, b)))?;
+    drop((x, y, h));
     let errors = evaluate_all(&model, data)?;
     log::info!(
         "{}: train error {:.3}%, test error {:.3}% ({:.1} s)",
@@ -115,6 +187,8 @@ pub fn train_and_save(
         }
     }
     log_table.write_csv(&out.join("train_log.csv"))?;
+    write_pools(&outcomes, out)?;
+    write_heldout(&outcomes, spec, out)?;
     model.record = serde_json::json!({
         "spec": spec,
         "seed": seed,

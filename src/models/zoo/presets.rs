@@ -29,6 +29,26 @@ pub fn mlp(hidden: &[i64], act: Layer) -> Architecture {
     }
 }
 
+/// [`mlp`] with dropout: probability `input_p` on the flattened input and `hidden_p` after each hidden
+/// activation (a probability of 0 adds no layer, so `mlp_dropout(h, act, 0, 0)` is `mlp(h, act)`).
+pub fn mlp_dropout(hidden: &[i64], act: Layer, input_p: f64, hidden_p: f64) -> Architecture {
+    let mut arch = mlp(hidden, act);
+    let mut layers = Vec::new();
+    for l in arch.layers {
+        let after = match l {
+            Layer::Flatten => input_p,
+            Layer::Sigmoid | Layer::Relu => hidden_p,
+            _ => 0.0,
+        };
+        layers.push(l);
+        if after > 0.0 {
+            layers.push(Layer::Dropout { p: after });
+        }
+    }
+    arch.layers = layers;
+    arch
+}
+
 /// The Conv net: for each entry of `channels`, conv(k×k, that many channels, ReLU) → max-pool 2×2
 /// (`conv1`, `conv2`, …); then FC(`hidden`, ReLU) → dropout → FC(10) (`fc1`, `fc2`).
 pub fn conv(channels: &[i64], kernel: i64, hidden: i64, dropout: f64) -> Architecture {
