@@ -160,10 +160,11 @@ fn targeted_distortion_is_at_least_and_within_5pct_of_the_exact_minimum_on_a_lin
 }
 
 #[test]
-fn warm_started_search_also_succeeds_and_stays_close() {
+fn clean_started_bisection_search_also_succeeds_and_stays_close() {
     let fx = linear_fixture();
     let set = AttackSettings {
-        warm_start: blindspot::attack::lbfgs::WarmStart::Nearest,
+        warm_start: blindspot::attack::lbfgs::WarmStart::Original,
+        c_search: blindspot::attack::CSearch::Bisect,
         ..AttackSettings::default()
     };
     let out = attack_batch(&fx.model, &fx.x, &fx.labels, Some(&fx.targets), &set).unwrap();

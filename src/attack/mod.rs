@@ -4,6 +4,7 @@
 //! models (Tables 2 and 4).
 //!
 //! - [`lbfgs`]: the attack on one batch ([`attack_batch`], [`AttackSettings`]).
+//! - [`search`]: the per-example search over c ([`CSearch`]).
 //! - [`verify`]: the fresh-forward verification of every returned example.
 //! - [`runner`]: a data set in resumable chunks ([`attack_dataset`], [`run_mnist`]).
 //! - [`tensors`]: examples held in memory, checked and attacked like a data set's chunks, nothing
@@ -28,6 +29,7 @@ pub mod lbfgs;
 pub mod noise;
 pub mod recheck;
 pub mod runner;
+pub mod search;
 pub mod tensors;
 pub mod transfer;
 pub mod verify;
@@ -36,6 +38,7 @@ pub use crate::results::attack::{AttackSummary, ExampleResult};
 pub use error::AttackError;
 pub use lbfgs::{attack_batch, AttackSettings, BatchOutcome, WarmStart, DEFAULT_MIN_MARGIN};
 pub use runner::{attack_dataset, attack_dataset_of, run_mnist};
+pub use search::CSearch;
 pub use verify::{verify, Verdict};
 
 use crate::Result;

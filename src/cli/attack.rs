@@ -2,7 +2,7 @@
 //! MNIST split or an image folder (then with Fig 5's triplets, drawn by the report).
 
 use anyhow::{Context, Result};
-use blindspot::attack::{self, AttackSettings, AttackSpec, AttackSummary};
+use blindspot::attack::{self, AttackSettings, AttackSpec, AttackSummary, CSearch, WarmStart};
 use std::path::{Path, PathBuf};
 
 /// `blindspot attack`: the paper's L-BFGS attack on a zoo model over an MNIST set.
@@ -70,6 +70,32 @@ pub struct AttackArgs {
     /// logit ≥ κ), so it stays adversarial under another evaluation's rounding (docs/attack.md).
     #[arg(long, default_value_t = AttackSettings::default().min_margin)]
     pub min_margin: f64,
+    /// How the search picks the next c: secant (root finding on the margin) or bisect (bracket ×/÷ 3,
+    /// then geometric bisection); both stop at the same c_hi/c_lo (docs/attack.md).
+    #[arg(long, value_enum, default_value = "secant")]
+    pub c_search: CSearchArg,
+    /// Where each solve starts: original (the clean image), failing (the solution of the largest
+    /// failing c) or nearest (of the nearest solved c).
+    #[arg(long, value_enum, default_value = "nearest")]
+    pub warm_start: WarmStartArg,
+    /// The first c tried for every example.
+    #[arg(long, default_value_t = AttackSettings::default().c_init)]
+    pub c_init: f64,
+}
+
+/// `--c-search` values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum CSearchArg {
+    Secant,
+    Bisect,
+}
+
+/// `--warm-start` values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum WarmStartArg {
+    Original,
+    Failing,
+    Nearest,
 }
 
 /// Reads one integer per line (blank lines and `#` comments skipped).
@@ -111,6 +137,16 @@ impl AttackArgs {
                 pgtol: self.pgtol,
                 factr: self.factr,
                 min_margin: self.min_margin,
+                c_init: self.c_init,
+                c_search: match self.c_search {
+                    CSearchArg::Secant => CSearch::Secant,
+                    CSearchArg::Bisect => CSearch::Bisect,
+                },
+                warm_start: match self.warm_start {
+                    WarmStartArg::Original => WarmStart::Original,
+                    WarmStartArg::Failing => WarmStart::Failing,
+                    WarmStartArg::Nearest => WarmStart::Nearest,
+                },
                 ..AttackSettings::default()
             },
             ..AttackSpec::default()
@@ -159,5 +195,11 @@ pub fn run(args: &AttackArgs) -> Result<()> {
         s.images_per_second,
         args.out.display()
     );
+    if blindspot::optim::profile::enabled() {
+        eprintln!(
+            "time by phase (BLINDSPOT_PROFILE):\n{}",
+            blindspot::optim::profile::report()
+        );
+    }
     Ok(())
 }

@@ -125,6 +125,7 @@ pub fn minimize(
     settings.validate()?;
     let (bsz, n) = check_start(x0)?;
     let boxes = Boxes::resolve(bounds, x0, bsz, n)?;
+    let _p = super::profile::span("engine (all)");
     let mut eng = Engine::start(obj, x0, boxes, *settings)?;
     eng.run(observer)?;
     eng.finish()

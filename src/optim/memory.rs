@@ -50,14 +50,14 @@ impl Memory {
         device: Device,
         eps: f64,
     ) -> Result<Self> {
-        let zeros = Tensor::f_zeros([m as i64, b, n], (kind, device))?;
+        // Uninitialised: only slots already written (`filled`) are ever read, and a write fills every row.
         Ok(Memory {
             m,
             kind,
             device,
             eps,
-            s: zeros.f_detach_copy()?,
-            y: zeros,
+            s: Tensor::f_empty([m as i64, b, n], (kind, device))?,
+            y: Tensor::f_empty([m as i64, b, n], (kind, device))?,
             sy: Tensor::f_zeros([m as i64, b], (kind, device))?,
             yy: Tensor::f_ones([m as i64, b], (kind, device))?,
             valid: vec![false; b as usize * m],
@@ -78,8 +78,32 @@ impl Memory {
         self.valid[slot * m..(slot + 1) * m].iter().any(|v| *v)
     }
 
-    /// Store (s, y) [b, n] with sᵀy, |y|² [b] in the next ring slot, usable by the `accepted` problems;
-    /// nothing is written when no problem accepted its pair.
+    /// The next ring slot's S and Y rows [b, n], to be written in place (`x⁺ − x`, `g⁺ − g`) before
+    /// [`Self::commit`]: no temporaries, no copy.
+    pub(crate) fn next_pair(&self) -> Result<(Tensor, Tensor)> {
+        let j = self.head as i64;
+        Ok((self.s.f_get(j)?, self.y.f_get(j)?))
+    }
+
+    /// Makes the pair written into [`Self::next_pair`] (with sᵀy, |y|² [b]) usable by the `accepted`
+    /// problems. When none accepted, the slot stays where it is (its old pair, overwritten, is marked
+    /// unusable for every problem).
+    pub(crate) fn commit(&mut self, sy: &Tensor, yy: &Tensor, accepted: &[bool]) -> Result<()> {
+        let j = self.head as i64;
+        self.sy.f_get(j)?.f_copy_(sy)?;
+        self.yy.f_get(j)?.f_copy_(yy)?;
+        for p in 0..accepted.len() {
+            self.valid[p * self.m + self.head] = accepted[p];
+        }
+        if accepted.iter().any(|a| *a) {
+            self.head = (self.head + 1) % self.m;
+            self.filled = (self.filled + 1).min(self.m);
+        }
+        Ok(())
+    }
+
+    /// Store (s, y) [b, n] with sᵀy, |y|² [b] in the next ring slot, usable by the `accepted` problems.
+    #[cfg(test)]
     pub(crate) fn push(
         &mut self,
         s: &Tensor,
@@ -88,20 +112,10 @@ impl Memory {
         yy: &Tensor,
         accepted: &[bool],
     ) -> Result<()> {
-        if !accepted.iter().any(|a| *a) {
-            return Ok(());
-        }
-        let j = self.head as i64;
-        self.s.f_get(j)?.f_copy_(s)?;
-        self.y.f_get(j)?.f_copy_(y)?;
-        self.sy.f_get(j)?.f_copy_(sy)?;
-        self.yy.f_get(j)?.f_copy_(yy)?;
-        for p in 0..accepted.len() {
-            self.valid[p * self.m + self.head] = accepted[p];
-        }
-        self.head = (self.head + 1) % self.m;
-        self.filled = (self.filled + 1).min(self.m);
-        Ok(())
+        let (mut ss, mut ys) = self.next_pair()?;
+        ss.f_copy_(s)?;
+        ys.f_copy_(y)?;
+        self.commit(sy, yy, accepted)
     }
 
     /// Keep the problems `keep` (host indices, the same rows as `kt`) and drop the others.

@@ -24,6 +24,7 @@ pub mod lbfgsb;
 mod line_search;
 mod memory;
 mod ops;
+pub mod profile;
 mod settings;
 
 pub use error::OptimError;
@@ -31,3 +32,4 @@ pub use lbfgsb::{
     minimize, BatchObjective, Bounds, IterInfo, LbfgsbSettings, Observer, Solution, Termination,
 };
 pub use line_search::WolfeSettings;
+pub(crate) use ops::bdot;

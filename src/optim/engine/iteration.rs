@@ -9,6 +9,7 @@ use super::Engine;
 use crate::optim::lbfgsb::Termination;
 use crate::optim::line_search::StrongWolfe;
 use crate::optim::ops::{bdot, column, idx_tensor, is_descent, mask_column, to_vecs};
+use crate::optim::profile;
 use crate::Result;
 use tch::Tensor;
 
@@ -37,14 +38,20 @@ impl Engine<'_> {
     /// One iteration of every running problem.
     pub(super) fn next_iter(&mut self) -> Result<()> {
         let free = self.st.free.as_ref().map(|f| f.shallow_clone()); // [b, n] or None
+        let p = profile::span("direction");
         let (d, [gtd, d_l2, d_inf]) = self.search_direction(free.as_ref())?; // [b, n], 3 × [b]
+        drop(p);
         let mut search = self.start_line_searches(&gtd, &d_l2, &d_inf);
         let mut searching: Vec<usize> = (0..self.b()).filter(|&s| search.ls[s].is_some()).collect();
         while !searching.is_empty() {
             searching = self.line_search_round(&d, &searching, &mut search)?;
         }
+        let p = profile::span("step");
         let (steps, x_new, g_new) = self.take_steps(&d, search)?; // x⁺, g⁺ [b, n]
+        drop(p);
+        let p = profile::span("memory update + pg");
         let pg = self.update_memory(&x_new, &g_new, &steps.stepped)?;
+        drop(p);
         self.st.x = x_new;
         self.st.g = g_new;
         self.stopping_tests(&steps, &pg)
@@ -165,9 +172,12 @@ impl Engine<'_> {
             .map(|&s| search.ls[s].as_ref().map_or(0.0, |l| l.trial()))
             .collect();
         let tt = column(&tv, self.kind, self.device)?; // [s, 1]
+        let p = profile::span("line search: trial point");
         let raw = xs.f_addcmul(&ds, &tt)?; // [s, n]
         let xt = self.boxes.project(&raw, sub.as_ref())?;
+        drop(p);
         let (ft, gt) = self.eval_on_device(&xt, sub.as_ref())?;
+        let p = profile::span("line search: rest");
         let d_eff = if self.boxes.is_free() {
             ds
         } else {
@@ -190,6 +200,7 @@ impl Engine<'_> {
             }
         }
         self.keep_best_points(search, &best_rows, gt, xt)?;
+        drop(p);
         Ok(next)
     }
 
@@ -278,8 +289,10 @@ impl Engine<'_> {
         g_new: &Tensor,
         stepped: &[bool],
     ) -> Result<Vec<f64>> {
-        let s_vec = x_new.f_sub(&self.st.x)?; // [b, n]
-        let y_vec = g_new.f_sub(&self.st.g)?; // [b, n]
+        // (s, y) written straight into the memory's next ring slot.
+        let (s_vec, y_vec) = self.mem.next_pair()?; // [b, n] each
+        let _ = x_new.f_sub_out(&s_vec, &self.st.x)?;
+        let _ = g_new.f_sub_out(&y_vec, &self.st.g)?;
         let sy_t = bdot(&s_vec, &y_vec)?; // [b]
         let yy_t = bdot(&y_vec, &y_vec)?; // [b]
         let (pg, free) = self.boxes.pg_and_free(x_new, g_new)?;
@@ -288,7 +301,7 @@ impl Engine<'_> {
         let accepted: Vec<bool> = (0..self.b())
             .map(|s| stepped[s] && sy[s] > self.eps * yy[s])
             .collect();
-        self.mem.push(&s_vec, &y_vec, &sy_t, &yy_t, &accepted)?;
+        self.mem.commit(&sy_t, &yy_t, &accepted)?;
         Ok(pg)
     }
 

@@ -132,7 +132,9 @@ impl<'a> Engine<'a> {
             None => self.st.orig_t.shallow_clone(),
         };
         let rows = x.size()[0];
+        let p = super::profile::span("objective (fwd+bwd)");
         let (f, g) = self.obj.eval(x, &idx)?;
+        drop(p);
         if f.size() != [rows] || g.size() != x.size() {
             return Err(OptimError::ObjectiveShape {
                 f: f.size(),
@@ -216,6 +218,7 @@ impl<'a> Engine<'a> {
             let b = self.b();
             let frozen = self.st.running.iter().filter(|r| !**r).count();
             if frozen > 0 && (frozen == b || frozen * 8 >= b) {
+                let _p = super::profile::span("compaction");
                 self.compact()?;
             }
         }
