@@ -32,8 +32,7 @@ pub fn run_mnist(
 ) -> Result<AttackSummary> {
     spec.validate()?;
     let model = crate::models::torchscript::load_classifier(model_path, device)?;
-    let data = MnistData::load(mnist_dir, spec.split_seed)?;
-    let set = data.set(&spec.split)?;
+    let set = MnistData::load_set(mnist_dir, &spec.split, spec.split_seed)?;
     attack_dataset_of(
         model.as_ref(),
         Some(model_path),
@@ -511,8 +510,7 @@ pub fn run_mnist_chunk(
 ) -> Result<bool> {
     spec.validate()?;
     let model = crate::models::torchscript::load_classifier(model_path, device)?;
-    let data = MnistData::load(mnist_dir, spec.split_seed)?;
-    let set = data.set(&spec.split)?;
+    let set = MnistData::load_set(mnist_dir, &spec.split, spec.split_seed)?;
     let plan = plan(model.as_ref(), &set.images, &set.labels, spec)?;
     let ckpt = open_checkpoint(model.as_ref(), spec, &plan, out_dir)?;
     let out_dir = ckpt.dir();
