@@ -67,58 +67,12 @@ use blindspot::models::zoo::{Architecture, Layer};
 use blindspot::models::Classifier;
 use tch::{Kind, Tensor};
 
-struct LinearFixture {
-    model: ZooModel,
-    x: Tensor,      // [m, 1, 4, 4]
-    labels: Tensor, // [m]
-    targets: Tensor,
-    min_distortion: Vec<f64>,
-}
+mod common;
+use common::linear::LinearFixture;
 
 /// The linear softmax classifier and exact minimal distortions of scripts/gen_attack_fixtures.py.
 fn linear_fixture() -> LinearFixture {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/attack/linear_qp.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
-    let f = |k: &str| -> Vec<f64> {
-        v[k].as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect()
-    };
-    let i = |k: &str| -> Vec<i64> {
-        v[k].as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_i64().unwrap())
-            .collect()
-    };
-    let k = v["classes"].as_i64().unwrap();
-    let arch = Architecture {
-        input_shape: vec![1, 4, 4],
-        layers: vec![
-            Layer::Flatten,
-            Layer::Linear {
-                name: "fc".into(),
-                in_features: 16,
-                out_features: k,
-            },
-        ],
-    };
-    let mut theta = f("weight");
-    theta.extend(f("bias"));
-    let theta = Tensor::from_slice(&theta).to_kind(Kind::Float);
-    let model = ZooModel::new("linear", arch, theta, serde_json::json!({})).unwrap();
-    let x = Tensor::from_slice(&f("x"))
-        .to_kind(Kind::Float)
-        .view([-1, 1, 4, 4]);
-    LinearFixture {
-        model,
-        x,
-        labels: Tensor::from_slice(&i("labels")),
-        targets: Tensor::from_slice(&i("targets")),
-        min_distortion: f("min_distortion"),
-    }
+    common::linear::linear_fixture(&common::root(), tch::Device::Cpu)
 }
 
 #[test]

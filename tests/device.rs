@@ -12,8 +12,10 @@
 //! test binary carried to another machine is run from the repository root there), else from the source
 //! tree this binary was built in.
 
+mod common;
+
 use blindspot::attack::{attack_batch, verify, AttackSettings};
-use blindspot::models::zoo::{presets, Architecture, Layer, ZooModel};
+use blindspot::models::zoo::{presets, Layer, ZooModel};
 use blindspot::models::Classifier;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
@@ -61,53 +63,11 @@ fn mnist_test() -> blindspot::data::mnist::Mnist {
     .unwrap()
 }
 
-/// The linear softmax classifier of `tests/fixtures/attack/linear_qp.json` with its exact minimal
-/// targeted distortions: (model on `device`, x [m, 1, 4, 4], labels, targets, minima), inputs on the CPU.
+/// The linear fixture (tests/common/linear.rs) with the model on `device`: (model, x [m, 1, 4, 4],
+/// labels, targets, minima), inputs on the CPU.
 fn linear_fixture(device: Device) -> (ZooModel, Tensor, Tensor, Tensor, Vec<f64>) {
-    let p = root().join("tests/fixtures/attack/linear_qp.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
-    let f = |k: &str| -> Vec<f64> {
-        v[k].as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect()
-    };
-    let i = |k: &str| -> Vec<i64> {
-        v[k].as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_i64().unwrap())
-            .collect()
-    };
-    let k = v["classes"].as_i64().unwrap();
-    let arch = Architecture {
-        input_shape: vec![1, 4, 4],
-        layers: vec![
-            Layer::Flatten,
-            Layer::Linear {
-                name: "fc".into(),
-                in_features: 16,
-                out_features: k,
-            },
-        ],
-    };
-    let mut theta = f("weight");
-    theta.extend(f("bias"));
-    let theta = Tensor::from_slice(&theta)
-        .to_kind(Kind::Float)
-        .to_device(device);
-    let model = ZooModel::new("linear", arch, theta, serde_json::json!({})).unwrap();
-    let x = Tensor::from_slice(&f("x"))
-        .to_kind(Kind::Float)
-        .view([-1, 1, 4, 4]);
-    (
-        model,
-        x,
-        Tensor::from_slice(&i("labels")),
-        Tensor::from_slice(&i("targets")),
-        f("min_distortion"),
-    )
+    let fx = common::linear::linear_fixture(&root(), device);
+    (fx.model, fx.x, fx.labels, fx.targets, fx.min_distortion)
 }
 
 /// A random 784-`hidden`-10 sigmoid MLP (weights drawn on the CPU from `seed`) on `device`.

@@ -109,6 +109,8 @@ def attack(
     max_iter: int = _ATTACK_DEFAULTS["max_iter"],
     pgtol: float = _ATTACK_DEFAULTS["pgtol"],
     factr: float = _ATTACK_DEFAULTS["factr"],
+    c_search: str = _ATTACK_DEFAULTS["c_search"],
+    warm_start: str = _ATTACK_DEFAULTS["warm_start"],
 ) -> AttackResult:
     """The paper's box-constrained L-BFGS attack (§4.1) on a batch: for each example the smallest
     perturbation r (by a search over c of min c·|r| + loss(x + r, target), x + r in the box) that the model
@@ -126,6 +128,9 @@ def attack(
         batch: examples attacked together (peak memory is proportional to it); the CLI's ``--batch``.
         device: "cpu", "cuda", "cuda:N" (default: x's device); x must be on it.
         history, max_iter, pgtol, factr: each L-BFGS-B solve's memory, iterations and tolerances.
+        c_search: "secant" (root finding on the margin over log c) or "bisect" (bracket ×3, then
+            geometric bisection); warm_start: "nearest", "failing" or "original" (where each solve starts).
+            The CLI's ``--c-search`` and ``--warm-start``; docs/attack.md "The c search".
 
     Returns an ``AttackResult``; every success was verified in a fresh forward pass (inside the box,
     classified as asked). With the same model file, settings, batch and ``torch.set_num_threads`` the
@@ -148,6 +153,8 @@ def attack(
         max_iter=max_iter,
         pgtol=pgtol,
         factr=factr,
+        c_search=c_search,
+        warm_start=warm_start,
     )
     adv, rows_json = _blindspot.attack(model_ref(model), x, lab, tg, json.dumps(settings), int(batch), str(dev))
     rows = json.loads(rows_json)

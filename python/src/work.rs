@@ -8,7 +8,7 @@
 //! Library errors become [`BlindspotError`] (or `ValueError` for bad inputs: shapes, labels, targets, the
 //! box, the device) whose message is the CLI's `error:` line without the prefix.
 
-use blindspot::models::Classifier;
+use blindspot::models::{Classifier, Wrapper};
 use blindspot::Error;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -103,34 +103,16 @@ impl Interruptible {
     }
 }
 
-impl Classifier for Interruptible {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn input_shape(&self) -> Vec<i64> {
-        self.inner.input_shape()
-    }
-    fn num_classes(&self) -> i64 {
-        self.inner.num_classes()
-    }
-    fn input_bounds(&self) -> (f64, f64) {
-        self.inner.input_bounds()
-    }
-    fn device(&self) -> Device {
-        self.inner.device()
+impl Wrapper for Interruptible {
+    fn inner(&self) -> &dyn Classifier {
+        self.inner.as_ref()
     }
     fn logits(&self, x: &Tensor) -> blindspot::Result<Tensor> {
         self.check()?;
         self.inner.logits(x)
     }
-    fn layer_names(&self) -> Vec<String> {
-        self.inner.layer_names()
-    }
     fn layer(&self, x: &Tensor, name: &str) -> blindspot::Result<Tensor> {
         self.check()?;
         self.inner.layer(x, name)
-    }
-    fn fingerprint(&self) -> blindspot::Result<String> {
-        self.inner.fingerprint()
     }
 }

@@ -78,6 +78,17 @@ def test_min_margin_reaches_the_engine(zoo_dir, tmp_path):
         blindspot.attack(zoo_dir, t["original"], t["label"], min_margin=-1.0)
 
 
+def test_c_search_and_warm_start_reach_the_engine(zoo_dir, tmp_path):
+    t, rows = cli_attack(zoo_dir, tmp_path / "cli", "--first", "6", "--c-search", "bisect", "--warm-start", "original")
+    r = blindspot.attack(zoo_dir, t["original"], t["label"], t["target"], c_search="bisect", warm_start="original")
+    same_as_cli(r, t, rows)
+    # The defaults (secant, nearest) search differently: fewer evaluations on the same examples.
+    d = blindspot.attack(zoo_dir, t["original"], t["label"], t["target"])
+    assert d.evaluations.sum() < r.evaluations.sum()
+    with pytest.raises((ValueError, blindspot.BlindspotError), match="c_search|variant"):
+        blindspot.attack(zoo_dir, t["original"], t["label"], c_search="golden")
+
+
 def test_load_model_is_a_scripted_module_with_the_layer_protocol(zoo_dir, mlp):
     m = blindspot.load_model(zoo_dir)
     assert isinstance(m, torch.jit.ScriptModule) and not m.training
@@ -130,7 +141,7 @@ def test_errors_carry_the_cli_message(tmp_path):
 
 
 def test_the_gil_is_released_during_an_attack(zoo_dir):
-    x, y = mnist_test(300)
+    x, y = mnist_test(2000)
     ticks, done = [0], threading.Event()
 
     def count():
@@ -141,7 +152,9 @@ def test_the_gil_is_released_during_an_attack(zoo_dir):
     th = threading.Thread(target=count)
     th.start()
     t0 = time.perf_counter()
-    blindspot.attack(zoo_dir, x, y, (y + 1) % 10, batch=300, c_rel_tol=0.01)
+    # The slow search on purpose (~1 s here): long enough to tell a blocked thread from a free one.
+    blindspot.attack(zoo_dir, x, y, (y + 1) % 10, batch=2000, c_rel_tol=1e-3, c_search="bisect",
+                     warm_start="original")
     secs = time.perf_counter() - t0
     before = ticks[0]
     done.set()

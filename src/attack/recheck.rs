@@ -11,7 +11,7 @@
 use super::verify::{host_bools, margins};
 use super::AttackError;
 use crate::models::zoo::ZooModel;
-use crate::models::Classifier;
+use crate::models::{Classifier, Wrapper};
 use crate::results::attack::{summary_beside, AdversarialSet};
 use crate::Result;
 use serde::{Deserialize, Serialize};
@@ -46,27 +46,12 @@ impl Double {
     }
 }
 
-impl Classifier for Double {
-    fn name(&self) -> &str {
-        &self.inner.name
-    }
-    fn input_shape(&self) -> Vec<i64> {
-        self.inner.input_shape()
-    }
-    fn num_classes(&self) -> i64 {
-        self.inner.num_classes()
-    }
-    fn input_bounds(&self) -> (f64, f64) {
-        self.inner.input_bounds()
-    }
-    fn device(&self) -> Device {
-        self.inner.device()
+impl Wrapper for Double {
+    fn inner(&self) -> &dyn Classifier {
+        &self.inner
     }
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         self.inner.logits(&x.f_to_kind(Kind::Double)?)
-    }
-    fn layer_names(&self) -> Vec<String> {
-        self.inner.layer_names()
     }
     fn layer(&self, x: &Tensor, name: &str) -> Result<Tensor> {
         self.inner.layer(&x.f_to_kind(Kind::Double)?, name)

@@ -26,6 +26,72 @@ pub trait Classifier {
     fn fingerprint(&self) -> Result<String>;
 }
 
+/// A classifier made from another one by changing a few of its methods (float64 re-evaluation, a
+/// sub-network's box, a stop check before every forward pass): implement [`Wrapper::inner`] and override
+/// only what differs; [`Classifier`] follows from the blanket implementation, every other method
+/// delegating to the inner classifier.
+pub trait Wrapper {
+    /// The classifier wrapped.
+    fn inner(&self) -> &dyn Classifier;
+    fn name(&self) -> &str {
+        self.inner().name()
+    }
+    fn input_shape(&self) -> Vec<i64> {
+        self.inner().input_shape()
+    }
+    fn num_classes(&self) -> i64 {
+        self.inner().num_classes()
+    }
+    fn input_bounds(&self) -> (f64, f64) {
+        self.inner().input_bounds()
+    }
+    fn device(&self) -> Device {
+        self.inner().device()
+    }
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        self.inner().logits(x)
+    }
+    fn layer_names(&self) -> Vec<String> {
+        self.inner().layer_names()
+    }
+    fn layer(&self, x: &Tensor, name: &str) -> Result<Tensor> {
+        self.inner().layer(x, name)
+    }
+    fn fingerprint(&self) -> Result<String> {
+        self.inner().fingerprint()
+    }
+}
+
+impl<T: Wrapper> Classifier for T {
+    fn name(&self) -> &str {
+        Wrapper::name(self)
+    }
+    fn input_shape(&self) -> Vec<i64> {
+        Wrapper::input_shape(self)
+    }
+    fn num_classes(&self) -> i64 {
+        Wrapper::num_classes(self)
+    }
+    fn input_bounds(&self) -> (f64, f64) {
+        Wrapper::input_bounds(self)
+    }
+    fn device(&self) -> Device {
+        Wrapper::device(self)
+    }
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        Wrapper::logits(self, x)
+    }
+    fn layer_names(&self) -> Vec<String> {
+        Wrapper::layer_names(self)
+    }
+    fn layer(&self, x: &Tensor, name: &str) -> Result<Tensor> {
+        Wrapper::layer(self, x, name)
+    }
+    fn fingerprint(&self) -> Result<String> {
+        Wrapper::fingerprint(self)
+    }
+}
+
 /// Checks that `x` is a batch of this classifier's inputs: [B, ..input_shape].
 pub fn check_input(c: &dyn Classifier, x: &Tensor) -> Result<()> {
     let want = c.input_shape();

@@ -7,5 +7,5 @@ mod error;
 pub mod torchscript;
 pub mod zoo;
 
-pub use classifier::Classifier;
+pub use classifier::{Classifier, Wrapper};
 pub use error::ModelError;

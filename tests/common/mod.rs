@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests that run the `blindspot` binary.
 #![allow(dead_code)]
 
+pub mod linear;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -5,9 +5,9 @@
 //! runs on it unchanged.
 
 use crate::models::zoo::{forward_all, Architecture, Layer, ZooModel};
-use crate::models::Classifier;
+use crate::models::{Classifier, Wrapper};
 use crate::Result;
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 /// Where an architecture splits for a pool: below = `layers[..index]`, above = `layers[index..]`.
 #[derive(Debug, Clone)]
@@ -142,32 +142,11 @@ pub struct SubNet {
     bounds: (f64, f64),
 }
 
-impl Classifier for SubNet {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn input_shape(&self) -> Vec<i64> {
-        self.inner.input_shape()
-    }
-    fn num_classes(&self) -> i64 {
-        self.inner.num_classes()
+impl Wrapper for SubNet {
+    fn inner(&self) -> &dyn Classifier {
+        &self.inner
     }
     fn input_bounds(&self) -> (f64, f64) {
         self.bounds
-    }
-    fn device(&self) -> Device {
-        self.inner.device()
-    }
-    fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        self.inner.logits(x) // [B, classes]
-    }
-    fn layer_names(&self) -> Vec<String> {
-        self.inner.layer_names()
-    }
-    fn layer(&self, x: &Tensor, name: &str) -> Result<Tensor> {
-        self.inner.layer(x, name)
-    }
-    fn fingerprint(&self) -> Result<String> {
-        self.inner.fingerprint()
     }
 }
