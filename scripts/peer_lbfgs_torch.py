@@ -48,6 +48,29 @@ def objective(model, x0, r_x, c, t):
     return f.detach(), g, logits.detach()
 
 
+def direction(g, pg, free, S, Y, rho, k, m):
+    """The projected L-BFGS direction [b, n]: two-loop recursion over the ring S, Y [m, b, n] on the free
+    coordinates (steepest descent on them where that is no descent)."""
+    q = pg.clone()
+    alpha = []
+    for j in reversed(range(min(k, m))):
+        a = rho[j] * (S[j] * q).sum(1)
+        q -= a[:, None] * Y[j]
+        alpha.append((j, a))
+    if k > 0:
+        j = (k - 1) % m if k <= m else m - 1
+        gamma = (S[j] * Y[j]).sum(1) / (Y[j] * Y[j]).sum(1).clamp_min(1e-30)
+        q *= gamma[:, None]
+    else:
+        q /= pg.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    for j, a in reversed(alpha):
+        bta = rho[j] * (Y[j] * q).sum(1)
+        q += (a - bta)[:, None] * S[j]
+    d = -torch.where(free, q, torch.zeros_like(q))
+    gtd = (g * d).sum(1)
+    return torch.where((gtd < 0)[:, None], d, -pg)
+
+
 def solve(model, x0, c, t, m=5, max_iter=100, pgtol=1e-3):
     """Projected L-BFGS from x0 for every row; returns (best adversarial x [b, n], its ‖r‖² (inf if none))."""
     b, n = x0.shape
@@ -68,24 +91,7 @@ def solve(model, x0, c, t, m=5, max_iter=100, pgtol=1e-3):
         pg = torch.where(free, g, torch.zeros_like(g))
         if pg.abs().amax(1).max() < pgtol:  # one sync per iteration
             break
-        q = pg.clone()
-        alpha = []
-        for j in reversed(range(min(k, m))):
-            a = rho[j] * (S[j] * q).sum(1)
-            q -= a[:, None] * Y[j]
-            alpha.append((j, a))
-        if k > 0:
-            j = (k - 1) % m if k <= m else m - 1
-            gamma = (S[j] * Y[j]).sum(1) / (Y[j] * Y[j]).sum(1).clamp_min(1e-30)
-            q *= gamma[:, None]
-        else:
-            q /= pg.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        for j, a in reversed(alpha):
-            bta = rho[j] * (Y[j] * q).sum(1)
-            q += (a - bta)[:, None] * S[j]
-        d = -torch.where(free, q, torch.zeros_like(q))
-        gtd = (g * d).sum(1)
-        d = torch.where((gtd < 0)[:, None], d, -pg)
+        d = direction(g, pg, free, S, Y, rho, k, m)
         step = torch.ones(b, device=x0.device)
         for _ls in range(10):  # projected backtracking, all rows at once
             xn = (x + step[:, None] * d).clamp(0, 1)
@@ -146,24 +152,7 @@ def solve_rows(model, x0, c, t, m=5, max_iter=100, pgtol=1e-3, factr=1e12):
             S, Y, rho = S[:, keep], Y[:, keep], rho[:, keep]
             if rows.numel() == 0:
                 break
-        q = pg.clone()
-        alpha = []
-        for j in reversed(range(min(k, m))):
-            a = rho[j] * (S[j] * q).sum(1)
-            q -= a[:, None] * Y[j]
-            alpha.append((j, a))
-        if k > 0:
-            j = (k - 1) % m if k <= m else m - 1
-            gamma = (S[j] * Y[j]).sum(1) / (Y[j] * Y[j]).sum(1).clamp_min(1e-30)
-            q *= gamma[:, None]
-        else:
-            q /= pg.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        for j, a in reversed(alpha):
-            bta = rho[j] * (Y[j] * q).sum(1)
-            q += (a - bta)[:, None] * S[j]
-        d = -torch.where(free, q, torch.zeros_like(q))
-        gtd = (g * d).sum(1)
-        d = torch.where((gtd < 0)[:, None], d, -pg)
+        d = direction(g, pg, free, S, Y, rho, k, m)
         step = torch.ones(xw.shape[0], device=dev)
         xn = (xw + d).clamp(0, 1)
         fn, gn, _ = objective(model, x0w, xn, cw, tw)

@@ -63,7 +63,6 @@ fn manual_run() {
 }
 
 use blindspot::attack::{attack_batch, verify, AttackSettings};
-use blindspot::models::zoo::{Architecture, Layer};
 use blindspot::models::Classifier;
 use tch::{Kind, Tensor};
 
@@ -420,17 +419,7 @@ fn fig7_manual() {
 fn cli_attacks_mnist_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     // A random linear softmax model on MNIST's shape, saved as a zoo model folder.
-    let arch = Architecture {
-        input_shape: vec![1, 28, 28],
-        layers: vec![
-            Layer::Flatten,
-            Layer::Linear {
-                name: "fc".into(),
-                in_features: 784,
-                out_features: 10,
-            },
-        ],
-    };
+    let arch = common::linear::arch(&[1, 28, 28], 10);
     tch::manual_seed(0);
     let theta = Tensor::randn([7850], (Kind::Float, Device::Cpu)) * 0.05;
     let model = ZooModel::new("rand-softmax", arch, theta, serde_json::json!({"seed": 0})).unwrap();
@@ -690,17 +679,7 @@ fn fig5_difference_is_ten_times_the_perturbation_around_grey() {
 /// A two-class linear model on [1, 4, 4] inputs with random weights, images in [0.1, 0.9], labels = its
 /// predictions, targets = the other class.
 fn binary_fixture(m: i64) -> (ZooModel, Tensor, Tensor, Tensor) {
-    let arch = Architecture {
-        input_shape: vec![1, 4, 4],
-        layers: vec![
-            Layer::Flatten,
-            Layer::Linear {
-                name: "fc".into(),
-                in_features: 16,
-                out_features: 2,
-            },
-        ],
-    };
+    let arch = common::linear::arch(&[1, 4, 4], 2);
     tch::manual_seed(11);
     let theta = Tensor::randn([34], (Kind::Float, Device::Cpu));
     let model = ZooModel::new("binary", arch, theta, serde_json::json!({})).unwrap();
@@ -939,17 +918,7 @@ fn resumed_chunks_are_verified_again() {
 #[test]
 fn verify_command_rechecks_stored_adversarials() {
     let dir = tempfile::tempdir().unwrap();
-    let arch = Architecture {
-        input_shape: vec![1, 28, 28],
-        layers: vec![
-            Layer::Flatten,
-            Layer::Linear {
-                name: "fc".into(),
-                in_features: 784,
-                out_features: 10,
-            },
-        ],
-    };
+    let arch = common::linear::arch(&[1, 28, 28], 10);
     tch::manual_seed(3);
     let theta = Tensor::randn([7850], (Kind::Float, Device::Cpu)) * 0.05;
     let model = ZooModel::new("rand-softmax", arch.clone(), theta, serde_json::json!({})).unwrap();

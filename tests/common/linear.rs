@@ -18,6 +18,21 @@ pub struct LinearFixture {
     pub min_distortion: Vec<f64>,
 }
 
+/// A linear softmax classifier's layout: flatten, then one `fc` layer from the input to `classes`.
+pub fn arch(input_shape: &[i64], classes: i64) -> Architecture {
+    Architecture {
+        input_shape: input_shape.to_vec(),
+        layers: vec![
+            Layer::Flatten,
+            Layer::Linear {
+                name: "fc".into(),
+                in_features: input_shape.iter().product(),
+                out_features: classes,
+            },
+        ],
+    }
+}
+
 /// Reads the fixture under `root` (the repository root) with the model on `device`.
 pub fn linear_fixture(root: &Path, device: Device) -> LinearFixture {
     let p = root.join("tests/fixtures/attack/linear_qp.json");
@@ -37,17 +52,7 @@ pub fn linear_fixture(root: &Path, device: Device) -> LinearFixture {
             .collect()
     };
     let k = v["classes"].as_i64().unwrap();
-    let arch = Architecture {
-        input_shape: vec![1, 4, 4],
-        layers: vec![
-            Layer::Flatten,
-            Layer::Linear {
-                name: "fc".into(),
-                in_features: 16,
-                out_features: k,
-            },
-        ],
-    };
+    let arch = arch(&[1, 4, 4], k);
     let mut theta = f("weight");
     theta.extend(f("bias"));
     let theta = Tensor::from_slice(&theta)
