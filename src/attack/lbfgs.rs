@@ -82,9 +82,10 @@ pub const DEFAULT_MIN_MARGIN: f64 = 1e-5;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WarmStart {
-    /// The solution of the nearest (in log c) solved c of the example.
+    /// The solution of the nearest (in log c) solved c of the example; the original image while no
+    /// succeeding c is known (a failing solution can sit where the loss no longer moves the logits).
     Nearest,
-    /// The solution of the largest failing c (the original image until one fails).
+    /// The solution of the largest failing c once a succeeding c is known, else the original image.
     Failing,
     /// Always the original image (foolbox's choice; most evaluations).
     Original,

@@ -129,7 +129,10 @@ impl Search {
     }
 
     /// The start of each active example's solve: the original image, or the solution of the nearest (in
-    /// log c) solved c. `rows` [a] (device), result [a, n].
+    /// log c) solved c. Until a succeeding c is known every solve starts from the original: a failing
+    /// solution can sit where the loss barely moves the logits (measured: examples that need c ≫ 1 then
+    /// climb to c_max without success, and succeed from the original), so the failing side is used only
+    /// inside a bracket. `rows` [a] (device), result [a, n].
     pub fn start_points(
         &self,
         act: &[usize],
@@ -137,29 +140,33 @@ impl Search {
         x0: &Tensor,
         warm: WarmStart,
     ) -> Result<Tensor> {
+        let orig = x0.f_index_select(0, rows)?; // [a, n]
         if warm == WarmStart::Original {
-            return Ok(x0.f_index_select(0, rows)?);
+            return Ok(orig);
         }
-        let use_hi: Vec<bool> = act
-            .iter()
-            .map(|&i| {
-                if warm != WarmStart::Nearest || self.c_hi[i].is_infinite() {
-                    false
-                } else if self.c_lo[i] == 0.0 {
-                    true
-                } else {
-                    (self.c[i].ln() - self.c_lo[i].ln()).abs()
-                        >= (self.c_hi[i].ln() - self.c[i].ln()).abs()
-                }
-            })
-            .collect();
-        let mask = Tensor::f_from_slice(&use_hi)?
-            .f_to_device(rows.device())?
-            .f_unsqueeze(1)?; // [a, 1]
+        let (mut use_hi, mut use_orig) =
+            (Vec::with_capacity(act.len()), Vec::with_capacity(act.len()));
+        for &i in act {
+            let bracketed = self.c_hi[i].is_finite() && self.c_lo[i] > 0.0;
+            let hi = self.c_hi[i].is_finite()
+                && warm == WarmStart::Nearest
+                && (!bracketed
+                    || (self.c[i].ln() - self.c_lo[i].ln()).abs()
+                        >= (self.c_hi[i].ln() - self.c[i].ln()).abs());
+            use_hi.push(hi);
+            use_orig.push(!hi && !bracketed);
+        }
+        let col = |v: &[bool]| -> Result<Tensor> {
+            Ok(Tensor::f_from_slice(v)?
+                .f_to_device(rows.device())?
+                .f_unsqueeze(1)?) // [a, 1]
+        };
+        let lo_or_orig =
+            orig.f_where_self(&col(&use_orig)?, &self.x_lo.f_index_select(0, rows)?)?;
         Ok(self
             .x_hi
             .f_index_select(0, rows)?
-            .f_where_self(&mask, &self.x_lo.f_index_select(0, rows)?)?)
+            .f_where_self(&col(&use_hi)?, &lo_or_orig)?)
     }
 
     /// Records solve k (example i) of a round and picks the example's next c.
@@ -394,6 +401,28 @@ mod tests {
             }
             self.last_side[i] = side;
         }
+    }
+
+    #[test]
+    fn warm_starts_use_the_failing_side_only_inside_a_bracket() {
+        let x0 = Tensor::zeros([3, 2], (tch::Kind::Float, tch::Device::Cpu));
+        let mut s = Search::new(3, &x0, 1.0).unwrap();
+        s.x_lo = Tensor::full([3, 2], 1.0, (tch::Kind::Float, tch::Device::Cpu));
+        s.x_hi = Tensor::full([3, 2], 2.0, (tch::Kind::Float, tch::Device::Cpu));
+        // 0: only failures so far (c_lo = 1, next c 3): the original, not the failing solution.
+        (s.c_lo[0], s.c[0]) = (1.0, 3.0);
+        // 1: only successes (c_hi = 1, next c 1/3): the succeeding solution.
+        (s.c_hi[1], s.c[1]) = (1.0, 1.0 / 3.0);
+        // 2: bracketed [1, 3], next c 1.2: the nearer end, c_lo.
+        (s.c_lo[2], s.c_hi[2], s.c[2]) = (1.0, 3.0, 1.2);
+        let rows = Tensor::from_slice(&[0i64, 1, 2]);
+        let first = |w: WarmStart| -> Vec<f32> {
+            let t = s.start_points(&[0, 1, 2], &rows, &x0, w).unwrap();
+            Vec::<f32>::try_from(&t.select(1, 0)).unwrap()
+        };
+        assert_eq!(first(WarmStart::Nearest), [0.0, 2.0, 1.0]);
+        assert_eq!(first(WarmStart::Failing), [0.0, 0.0, 1.0]);
+        assert_eq!(first(WarmStart::Original), [0.0, 0.0, 0.0]);
     }
 
     #[test]
