@@ -48,6 +48,22 @@ def objective(model, x0, r_x, c, t):
     return f.detach(), g, logits.detach()
 
 
+def push_pair(S, Y, rho, k, m, s, y):
+    """Store (s, y) [b, n] as the newest pair of the ring (rows with sᵀy <= 1e-10 store zeros); returns the
+    ring and the pair count k + 1."""
+    sy = (s * y).sum(1)
+    keep = sy > 1e-10
+    if k < m:
+        slot = k
+    else:  # drop the oldest pair
+        S, Y, rho = S.roll(-1, 0), Y.roll(-1, 0), rho.roll(-1, 0)
+        slot = m - 1
+    S[slot] = torch.where(keep[:, None], s, torch.zeros_like(s))
+    Y[slot] = torch.where(keep[:, None], y, torch.zeros_like(y))
+    rho[slot] = torch.where(keep, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy))
+    return S, Y, rho, k + 1
+
+
 def direction(g, pg, free, S, Y, rho, k, m):
     """The projected L-BFGS direction [b, n]: two-loop recursion over the ring S, Y [m, b, n] on the free
     coordinates (steepest descent on them where that is no descent)."""
@@ -100,18 +116,7 @@ def solve(model, x0, c, t, m=5, max_iter=100, pgtol=1e-3):
             if bool(good.all()):
                 break
             step = torch.where(good, step, step * 0.5)
-        s, y = xn - x, gn - g
-        sy = (s * y).sum(1)
-        keep = sy > 1e-10
-        if k < m:
-            slot = k
-        else:  # drop the oldest pair
-            S, Y, rho = S.roll(-1, 0), Y.roll(-1, 0), rho.roll(-1, 0)
-            slot = m - 1
-        S[slot] = torch.where(keep[:, None], s, torch.zeros_like(s))
-        Y[slot] = torch.where(keep[:, None], y, torch.zeros_like(y))
-        rho[slot] = torch.where(keep, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy))
-        k += 1
+        S, Y, rho, k = push_pair(S, Y, rho, k, m, xn - x, gn - g)
         x, f, g, logits = xn, fn, gn, ln
     ok = logits.argmax(1) == t
     d2 = ((x - x0) ** 2).sum(1)
@@ -165,18 +170,7 @@ def solve_rows(model, x0, c, t, m=5, max_iter=100, pgtol=1e-3, factr=1e12):
             xb = (xw[idx] + step[idx, None] * d[idx]).clamp(0, 1)
             fb, gb, _ = objective(model, x0w[idx], xb, cw[idx], tw[idx])
             xn[idx], fn[idx], gn[idx] = xb, fb, gb
-        s_, y_ = xn - xw, gn - g
-        sy = (s_ * y_).sum(1)
-        ok = sy > 1e-10
-        if k < m:
-            slot = k
-        else:  # drop the oldest pair
-            S, Y, rho = S.roll(-1, 0), Y.roll(-1, 0), rho.roll(-1, 0)
-            slot = m - 1
-        S[slot] = torch.where(ok[:, None], s_, torch.zeros_like(s_))
-        Y[slot] = torch.where(ok[:, None], y_, torch.zeros_like(y_))
-        rho[slot] = torch.where(ok, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy))
-        k += 1
+        S, Y, rho, k = push_pair(S, Y, rho, k, m, xn - xw, gn - g)
         f_prev = f
         xw, f, g = xn, fn, gn
     with torch.no_grad():
