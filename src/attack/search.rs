@@ -194,7 +194,7 @@ impl Search {
         }
         let pair = (k as i64, i as i64);
         let g = rows.margin[k] - set.min_margin;
-        let side = if adv {
+        if adv {
             if d2 < self.best_d2[i] {
                 self.best_d2[i] = d2;
                 self.best_c[i] = self.c[i];
@@ -202,17 +202,32 @@ impl Search {
                 self.success[i] = true;
                 moves.to_best.push(pair);
             }
+            moves.to_hi.push(pair);
+        } else {
+            self.fail_margin[i] = rows.margin[k];
+            moves.to_lo.push(pair);
+        }
+        self.note(i, g, adv);
+        log::trace!(
+            "example {i}: c {:.5e} margin − κ {g:.4e} adversarial {adv} evaluations {}",
+            self.c[i],
+            sol.evaluations[k]
+        );
+        self.next_c(i, set);
+    }
+
+    /// What the search itself keeps of example i's solve at its current c with margin − κ = `g`: the
+    /// bracket end it moves, its g, the last two (c, g) points, and which end moved how many times running.
+    fn note(&mut self, i: usize, g: f64, adv: bool) {
+        let side = if adv {
             self.c_hi[i] = self.c[i];
             self.g_hi[i] = g;
-            moves.to_hi.push(pair);
             1
         } else {
             if self.c[i] > self.c_lo[i] {
                 self.c_lo[i] = self.c[i];
                 self.g_lo[i] = g;
             }
-            self.fail_margin[i] = rows.margin[k];
-            moves.to_lo.push(pair);
             -1
         };
         if side == self.last_side[i] {
@@ -222,12 +237,6 @@ impl Search {
         }
         self.last_side[i] = side;
         self.last[i] = [self.last[i][1], (self.c[i], g)];
-        log::trace!(
-            "example {i}: c {:.5e} margin − κ {g:.4e} adversarial {adv} evaluations {}",
-            self.c[i],
-            sol.evaluations[k]
-        );
-        self.next_c(i, set);
     }
 
     /// The next c of example i (or its end).
@@ -376,31 +385,11 @@ mod tests {
         while s.active[0] && n < 50 {
             let c = s.c[0];
             let g = slope * (c / root).ln().max(-3.0);
-            s.last[0] = [s.last[0][1], (c, g)];
-            if g >= 0.0 {
-                s.c_hi[0] = c;
-                s.g_hi[0] = g;
-                s.bump(0, 1);
-            } else {
-                s.c_lo[0] = c;
-                s.g_lo[0] = g;
-                s.bump(0, -1);
-            }
+            s.note(0, g, g >= 0.0);
             s.next_c(0, &set);
             n += 1;
         }
         (n, s.c_lo[0], s.c_hi[0])
-    }
-
-    impl Search {
-        fn bump(&mut self, i: usize, side: i8) {
-            if side == self.last_side[i] {
-                self.same_side[i] += 1;
-            } else {
-                self.same_side[i] = 1;
-            }
-            self.last_side[i] = side;
-        }
     }
 
     #[test]
